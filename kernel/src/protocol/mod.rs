@@ -1,0 +1,305 @@
+//! Typed Jupyter messages: headers, the message envelope, the content of every
+//! message type of protocol 5.5, MIME bundles and connection files.
+//!
+//! Pure data: nothing here touches a socket. The envelope keeps `metadata` and
+//! `content` as the raw JSON text it was given, so a relay forwards what it does
+//! not understand untouched; [`content`] parses that text into typed structs on
+//! demand, with an [`content::Content::Unknown`] fallback.
+
+pub mod connection;
+pub mod content;
+mod time;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+pub use connection::ConnectionInfo;
+pub use time::now_iso8601;
+
+/// The protocol version this crate speaks. Peers speaking 5.0 and later are accepted.
+pub const PROTOCOL_VERSION: &str = "5.5";
+
+/// Errors of the typed layer: content that does not match its message type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The content of a message did not parse as the struct of its type.
+    #[error("bad {msg_type} content: {source}")]
+    BadContent {
+        /// The message type whose content was malformed.
+        msg_type: String,
+        /// What serde reported.
+        source: serde_json::Error,
+    },
+    /// A connection file could not be read or parsed.
+    #[error("connection file {path}: {reason}")]
+    ConnectionFile {
+        /// The file.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// The five sockets of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Requests and replies (ROUTER on the kernel).
+    Shell,
+    /// Like shell, served even while shell is busy.
+    Control,
+    /// Broadcast side effects (XPUB on the kernel).
+    Iopub,
+    /// The kernel asks the frontend for input.
+    Stdin,
+    /// Echo, to prove the kernel is alive.
+    Heartbeat,
+}
+
+impl Channel {
+    /// The lowercase name used in connection files and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Shell => "shell",
+            Channel::Control => "control",
+            Channel::Iopub => "iopub",
+            Channel::Stdin => "stdin",
+            Channel::Heartbeat => "hb",
+        }
+    }
+}
+
+/// A message header. Unknown fields (for example `subshell_id`) are kept in `extra`
+/// and written back, so relayed headers lose nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Unique id of this message.
+    pub msg_id: String,
+    /// The session of the sender.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub session: String,
+    /// The user of the sender.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub username: String,
+    /// ISO 8601 creation time; any value a peer sends is accepted.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub date: String,
+    /// The message type, e.g. `execute_request`.
+    pub msg_type: String,
+    /// The protocol version of the sender.
+    #[serde(default = "default_version", deserialize_with = "lenient_string")]
+    pub version: String,
+    /// Fields this crate does not model.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn default_version() -> String {
+    "5.0".to_owned()
+}
+
+/// Accepts a string, or any other JSON value rendered as text (peers send `null` dates).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// One Jupyter message without its routing identities.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// This message's header.
+    pub header: Header,
+    /// The header of the request this message answers or was caused by.
+    pub parent_header: Option<Header>,
+    /// Metadata, as the raw JSON object text it arrived with.
+    pub metadata: Box<RawValue>,
+    /// Content, as raw JSON text; parse it with [`Message::parse_content`].
+    pub content: Box<RawValue>,
+    /// Binary buffers after the four JSON frames.
+    pub buffers: Vec<Vec<u8>>,
+}
+
+/// The raw JSON text `{}`.
+pub fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("{} is JSON")
+}
+
+/// Serialize a value to raw JSON text. Serializing our own structs cannot fail;
+/// a value that somehow does becomes `{}` rather than a panic.
+pub fn to_raw<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| empty_object())
+}
+
+impl Message {
+    /// The message type from the header.
+    pub fn msg_type(&self) -> &str {
+        &self.header.msg_type
+    }
+
+    /// The parent's msg_id, if there is a parent.
+    pub fn parent_id(&self) -> Option<&str> {
+        self.parent_header.as_ref().map(|h| h.msg_id.as_str())
+    }
+
+    /// Parse the content as `T`.
+    pub fn parse_content<T: serde::de::DeserializeOwned>(&self) -> Result<T, ProtocolError> {
+        serde_json::from_str(self.content.get()).map_err(|source| ProtocolError::BadContent {
+            msg_type: self.header.msg_type.clone(),
+            source,
+        })
+    }
+
+    /// Parse the content as a generic JSON object (empty map when it is not an object).
+    pub fn content_map(&self) -> Map<String, Value> {
+        serde_json::from_str(self.content.get()).unwrap_or_default()
+    }
+}
+
+/// The identity of one side of a conversation: its session id, user name and a
+/// message counter. Builds headers and messages.
+#[derive(Debug)]
+pub struct Session {
+    id: String,
+    username: String,
+    counter: AtomicU64,
+}
+
+impl Session {
+    /// A new session with a random id.
+    pub fn new(username: impl Into<String>) -> Self {
+        Session {
+            id: new_uuid(),
+            username: username.into(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A fresh header for a message of `msg_type`.
+    pub fn header(&self, msg_type: &str) -> Header {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        Header {
+            msg_id: format!("{}_{}", self.id, n),
+            session: self.id.clone(),
+            username: self.username.clone(),
+            date: now_iso8601(),
+            msg_type: msg_type.to_owned(),
+            version: PROTOCOL_VERSION.to_owned(),
+            extra: Map::new(),
+        }
+    }
+
+    /// A new message with the given content and parent.
+    pub fn message<T: Serialize + ?Sized>(
+        &self,
+        msg_type: &str,
+        content: &T,
+        parent: Option<&Header>,
+    ) -> Message {
+        self.message_raw(msg_type, to_raw(content), parent)
+    }
+
+    /// A new message whose content is already JSON text.
+    pub fn message_raw(
+        &self,
+        msg_type: &str,
+        content: Box<RawValue>,
+        parent: Option<&Header>,
+    ) -> Message {
+        Message {
+            header: self.header(msg_type),
+            parent_header: parent.cloned(),
+            metadata: empty_object(),
+            content,
+            buffers: Vec::new(),
+        }
+    }
+}
+
+/// A random RFC 4122 version 4 UUID in its hyphenated form.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No entropy source: fall back to time and pid, still unique per process.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A MIME bundle: MIME type to data.
+pub type MimeBundle = Map<String, Value>;
+
+/// A MIME bundle with only `text/plain`.
+pub fn text_bundle(text: impl Into<String>) -> MimeBundle {
+    let mut m = Map::new();
+    m.insert("text/plain".to_owned(), Value::String(text.into()));
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_keeps_unknown_fields_and_tolerates_null_date() {
+        let h: Header = serde_json::from_str(
+            r#"{"msg_id":"a","msg_type":"execute_request","session":"s","username":"u",
+                "date":null,"version":"5.5","subshell_id":"x1"}"#,
+        )
+        .unwrap();
+        assert_eq!(h.date, "");
+        assert_eq!(h.extra["subshell_id"], "x1");
+        let back = serde_json::to_value(&h).unwrap();
+        assert_eq!(back["subshell_id"], "x1");
+    }
+
+    #[test]
+    fn header_of_a_5_0_peer_without_version_defaults() {
+        let h: Header =
+            serde_json::from_str(r#"{"msg_id":"a","msg_type":"kernel_info_request"}"#).unwrap();
+        assert_eq!(h.version, "5.0");
+        assert_eq!(h.session, "");
+    }
+
+    #[test]
+    fn uuid_has_version_4_shape() {
+        let u = new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uuid());
+    }
+
+    #[test]
+    fn session_headers_are_unique_and_versioned() {
+        let s = Session::new("me");
+        let a = s.header("status");
+        let b = s.header("status");
+        assert_ne!(a.msg_id, b.msg_id);
+        assert_eq!(a.version, PROTOCOL_VERSION);
+        assert_eq!(a.session, s.id());
+    }
+}

@@ -1,0 +1,276 @@
+//! The wire format: multipart frames to and from [`Message`]s.
+//!
+//! A message on the wire is `[ids…, "<IDS|MSG>", signature, header, parent_header,
+//! metadata, content, buffers…]`. The signature is the hex HMAC-SHA256 of the four
+//! JSON frames exactly as received. This module verifies it in constant time
+//! *before* parsing any JSON, refuses unsigned messages when a key is set, drops
+//! replayed signatures (remembered only once verified, in a bounded cache), and
+//! reports every malformed frame set as a [`WireError`] for the caller to log and
+//! drop. Pure: no sockets.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use hmac::{Hmac, Mac};
+use serde_json::value::RawValue;
+use sha2::Sha256;
+
+use crate::protocol::{Header, Message};
+
+/// The frame that separates routing identities from the message.
+pub const DELIMITER: &[u8] = b"<IDS|MSG>";
+
+/// How many verified signatures are remembered to refuse replays (as jupyter_client).
+pub const REPLAY_CACHE_SIZE: usize = 1 << 16;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a frame set was refused. None of these ever carries the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The connection file asked for a scheme other than `hmac-sha256`.
+    #[error("unsupported signature scheme {0:?} (only hmac-sha256 is supported)")]
+    UnknownScheme(String),
+    /// No `<IDS|MSG>` frame.
+    #[error("no <IDS|MSG> delimiter among {frames} frames")]
+    NoDelimiter {
+        /// How many frames arrived.
+        frames: usize,
+    },
+    /// Fewer than the five frames after the delimiter.
+    #[error("only {found} frames after the delimiter, need 5")]
+    TooFewFrames {
+        /// How many there were.
+        found: usize,
+    },
+    /// A key is set but the message carried no signature.
+    #[error("unsigned message refused")]
+    Unsigned,
+    /// The signature did not match.
+    #[error("bad signature")]
+    BadSignature,
+    /// The signature was seen before.
+    #[error("replayed signature")]
+    Replayed,
+    /// A JSON frame did not parse (including non-UTF-8 text).
+    #[error("malformed {frame}: {reason}")]
+    Json {
+        /// `header`, `parent_header`, `metadata` or `content`.
+        frame: &'static str,
+        /// What the parser said.
+        reason: String,
+    },
+}
+
+/// Signs, verifies and decodes messages for one connection (one key).
+/// Shared by every socket of that connection, like jupyter_client's `Session`.
+pub struct Codec {
+    mac: Option<HmacSha256>,
+    replay: Mutex<ReplayCache>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("signed", &self.mac.is_some())
+            .finish()
+    }
+}
+
+impl Codec {
+    /// A codec for `scheme` (`hmac-sha256`) and `key`. An empty key means unsigned
+    /// messages; an unknown scheme with a key is refused.
+    pub fn new(scheme: &str, key: &[u8]) -> Result<Self, WireError> {
+        let mac = if key.is_empty() {
+            None
+        } else if scheme == "hmac-sha256" {
+            Some(HmacSha256::new_from_slice(key).map_err(|_| WireError::BadSignature)?)
+        } else {
+            return Err(WireError::UnknownScheme(scheme.to_owned()));
+        };
+        Ok(Codec {
+            mac,
+            replay: Mutex::new(ReplayCache::new(REPLAY_CACHE_SIZE)),
+        })
+    }
+
+    /// Whether messages are signed.
+    pub fn is_signed(&self) -> bool {
+        self.mac.is_some()
+    }
+
+    fn digest(&self, parts: [&[u8]; 4]) -> Option<HmacSha256> {
+        let mut mac = self.mac.clone()?;
+        for p in parts {
+            mac.update(p);
+        }
+        Some(mac)
+    }
+
+    /// The hex signature of the four JSON frames (empty when unsigned).
+    pub fn sign(&self, parts: [&[u8]; 4]) -> Vec<u8> {
+        match self.digest(parts) {
+            Some(mac) => hex::encode(mac.finalize().into_bytes()).into_bytes(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Split, verify and parse a frame set. Returns the routing ids and the message.
+    pub fn decode(&self, mut frames: Vec<Vec<u8>>) -> Result<(Vec<Vec<u8>>, Message), WireError> {
+        let n = frames.len();
+        let delim = frames
+            .iter()
+            .position(|f| f.as_slice() == DELIMITER)
+            .ok_or(WireError::NoDelimiter { frames: n })?;
+        let after = n - delim - 1;
+        if after < 5 {
+            return Err(WireError::TooFewFrames { found: after });
+        }
+        let buffers = frames.split_off(delim + 6);
+        let mut msg_frames = frames.split_off(delim + 1);
+        frames.truncate(delim);
+        let ids = frames;
+        let content = msg_frames.pop().unwrap_or_default();
+        let metadata = msg_frames.pop().unwrap_or_default();
+        let parent = msg_frames.pop().unwrap_or_default();
+        let header = msg_frames.pop().unwrap_or_default();
+        let signature = msg_frames.pop().unwrap_or_default();
+
+        if let Some(mac) = self.digest([&header, &parent, &metadata, &content]) {
+            if signature.is_empty() {
+                return Err(WireError::Unsigned);
+            }
+            let sig = hex::decode(&signature).map_err(|_| WireError::BadSignature)?;
+            mac.verify_slice(&sig)
+                .map_err(|_| WireError::BadSignature)?;
+            let mut cache = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+            if !cache.insert(sig) {
+                return Err(WireError::Replayed);
+            }
+        }
+
+        let header: Header = serde_json::from_slice(&header).map_err(|e| json_err("header", e))?;
+        let parent_header = parse_parent(&parent)?;
+        let metadata = raw_object(metadata, "metadata")?;
+        let content = raw_object(content, "content")?;
+        Ok((
+            ids,
+            Message {
+                header,
+                parent_header,
+                metadata,
+                content,
+                buffers,
+            },
+        ))
+    }
+
+    /// Serialize and sign a message behind the given routing ids.
+    pub fn encode(&self, ids: &[Vec<u8>], msg: &Message) -> Vec<Vec<u8>> {
+        let header = serde_json::to_vec(&msg.header).unwrap_or_else(|_| b"{}".to_vec());
+        let parent = match &msg.parent_header {
+            Some(p) => serde_json::to_vec(p).unwrap_or_else(|_| b"{}".to_vec()),
+            None => b"{}".to_vec(),
+        };
+        let metadata = msg.metadata.get().as_bytes().to_vec();
+        let content = msg.content.get().as_bytes().to_vec();
+        let signature = self.sign([&header, &parent, &metadata, &content]);
+        let mut frames = Vec::with_capacity(ids.len() + 6 + msg.buffers.len());
+        frames.extend(ids.iter().cloned());
+        frames.push(DELIMITER.to_vec());
+        frames.push(signature);
+        frames.push(header);
+        frames.push(parent);
+        frames.push(metadata);
+        frames.push(content);
+        frames.extend(msg.buffers.iter().cloned());
+        frames
+    }
+}
+
+fn json_err(frame: &'static str, e: serde_json::Error) -> WireError {
+    WireError::Json {
+        frame,
+        reason: e.to_string(),
+    }
+}
+
+/// `{}` (or any header without a msg_id) means "no parent".
+fn parse_parent(bytes: &[u8]) -> Result<Option<Header>, WireError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| json_err("parent_header", e))?;
+    match v {
+        serde_json::Value::Object(ref m) if m.contains_key("msg_id") => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| json_err("parent_header", e)),
+        serde_json::Value::Object(_) | serde_json::Value::Null => Ok(None),
+        _ => Err(WireError::Json {
+            frame: "parent_header",
+            reason: "not an object".to_owned(),
+        }),
+    }
+}
+
+fn raw_object(bytes: Vec<u8>, frame: &'static str) -> Result<Box<RawValue>, WireError> {
+    let text = String::from_utf8(bytes).map_err(|_| WireError::Json {
+        frame,
+        reason: "not UTF-8".to_owned(),
+    })?;
+    let raw = RawValue::from_string(text).map_err(|e| json_err(frame, e))?;
+    if !raw.get().trim_start().starts_with('{') {
+        return Err(WireError::Json {
+            frame,
+            reason: "not an object".to_owned(),
+        });
+    }
+    Ok(raw)
+}
+
+/// A bounded set of signatures, oldest forgotten first.
+struct ReplayCache {
+    seen: HashSet<Vec<u8>>,
+    order: VecDeque<Vec<u8>>,
+    capacity: usize,
+}
+
+impl ReplayCache {
+    fn new(capacity: usize) -> Self {
+        ReplayCache {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Remember `sig`; false when it was already there.
+    fn insert(&mut self, sig: Vec<u8>) -> bool {
+        if self.seen.contains(&sig) {
+            return false;
+        }
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.seen.insert(sig.clone());
+        self.order.push_back(sig);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_cache_is_bounded_and_forgets_oldest() {
+        let mut c = ReplayCache::new(2);
+        assert!(c.insert(vec![1]));
+        assert!(!c.insert(vec![1]));
+        assert!(c.insert(vec![2]));
+        assert!(c.insert(vec![3]));
+        assert_eq!(c.seen.len(), 2);
+        assert!(c.insert(vec![1]), "oldest was forgotten");
+    }
+}

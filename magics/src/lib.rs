@@ -1,0 +1,20 @@
+//! What pxkernel adds to a proxied home kernel, as the kernel crate's `Handler`.
+//!
+//! # Layout
+//! - [`session`]: routes a request — one of our magics, or the home kernel.
+//! - [`home`]: the proxied home kernel (start, relay both ways, restart, stop).
+//! - [`parse`]: the magic grammar and declarative option specs, as pure functions.
+//! - [`registry`]: the magics we own, their help and completion.
+//! - [`display`]: MIME-bundle builders shared by the magics.
+//! - [`install`]: the kernelspec pxkernel installs.
+//! - one module per magic: [`lsmagic`].
+
+pub mod display;
+pub mod home;
+pub mod install;
+pub mod lsmagic;
+pub mod parse;
+pub mod registry;
+pub mod session;
+
+pub use session::{Config, PxKernel};

@@ -1,0 +1,345 @@
+//! Routes every request: pxkernel's own magics run here, everything else goes to
+//! the home kernel. Implements the kernel crate's [`Handler`].
+
+use std::rc::Rc;
+
+use pxkernel_kernel::protocol::content::{
+    CompleteReply, CompleteRequest, ExecuteReply, ExecuteRequest, HelpLink, InspectRequest,
+    IsCompleteRequest, KernelInfoReply, LanguageInfo,
+};
+use pxkernel_kernel::protocol::{Channel, PROTOCOL_VERSION, text_bundle, to_raw};
+use pxkernel_kernel::server::{ExecuteOutcome, Handler, Publisher, Reply, Request};
+use serde_json::{Value, json};
+
+use crate::home::{Forward, Home, HomeError};
+use crate::parse::{Invocation, ParseError, invocation};
+use crate::registry::{self, CompletionKind};
+use crate::{display, lsmagic};
+
+/// How pxkernel was configured at launch.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The home kernel's kernelspec name.
+    pub home: String,
+    /// The home's language_info recorded at install time, so kernel_info is right
+    /// before the home kernel has answered.
+    pub language_info: Option<LanguageInfo>,
+}
+
+/// The pxkernel handler.
+pub struct PxKernel {
+    config: Config,
+    home: Rc<Home>,
+}
+
+/// A magic's failure, shown to the user as one `error` output.
+#[derive(Debug, thiserror::Error)]
+pub enum MagicError {
+    /// Bad arguments.
+    #[error(transparent)]
+    Usage(#[from] ParseError),
+}
+
+impl MagicError {
+    fn ename(&self) -> &'static str {
+        match self {
+            MagicError::Usage(_) => "UsageError",
+        }
+    }
+}
+
+impl PxKernel {
+    /// Start the home kernel in the background and return the handler.
+    pub fn new(config: Config, publisher: Publisher) -> PxKernel {
+        let home = Home::spawn(&config.home, publisher);
+        PxKernel { config, home }
+    }
+
+    /// The home kernel.
+    pub fn home(&self) -> &Rc<Home> {
+        &self.home
+    }
+
+    fn fail(&self, req: &Request, ename: &str, evalue: &str) -> ExecuteOutcome {
+        let traceback = vec![format!("{ename}: {evalue}")];
+        req.error(ename, evalue, &traceback);
+        ExecuteOutcome::Error {
+            ename: ename.to_owned(),
+            evalue: evalue.to_owned(),
+            traceback,
+        }
+    }
+
+    fn home_failed(&self, req: &Request, e: &HomeError) -> ExecuteOutcome {
+        let ename = match e {
+            HomeError::Died { .. } => "HomeKernelDied",
+            HomeError::Start { .. } => "HomeKernelUnavailable",
+            _ => "HomeKernelUnavailable",
+        };
+        self.fail(req, ename, &e.to_string())
+    }
+
+    /// Run code in the home kernel as (part of) this cell.
+    async fn execute_at_home(
+        &self,
+        req: &Request,
+        content: &ExecuteRequest,
+        code: &str,
+    ) -> ExecuteOutcome {
+        let mut body = serde_json::to_value(content).unwrap_or_default();
+        body["code"] = Value::String(code.to_owned());
+        let counted = !content.silent && content.store_history;
+        let fwd = Forward {
+            channel: Channel::Shell,
+            msg_type: "execute_request",
+            content: to_raw(&body),
+            count: counted.then_some(req.execution_count),
+            expects_reply: true,
+        };
+        match self.home.forward(req, fwd).await {
+            Ok(Some(reply)) => match reply.parse_content::<ExecuteReply>() {
+                Ok(r) => match r.status.as_str() {
+                    "ok" => ExecuteOutcome::Ok {
+                        payload: r.payload,
+                        user_expressions: r.user_expressions,
+                    },
+                    "aborted" => ExecuteOutcome::Aborted,
+                    _ => ExecuteOutcome::Error {
+                        ename: r.ename.unwrap_or_default(),
+                        evalue: r.evalue.unwrap_or_default(),
+                        traceback: r.traceback.unwrap_or_default(),
+                    },
+                },
+                Err(e) => self.fail(
+                    req,
+                    "HomeKernelError",
+                    &format!("unreadable execute_reply: {e}"),
+                ),
+            },
+            Ok(None) => self.fail(
+                req,
+                "HomeKernelError",
+                "the home kernel did not answer the execute request",
+            ),
+            Err(e) => self.home_failed(req, &e),
+        }
+    }
+
+    async fn run_line_magic(
+        &self,
+        req: &Request,
+        name: &str,
+        args: &str,
+    ) -> Result<(), MagicError> {
+        match name {
+            "lsmagic" => lsmagic::run(req, args, &self.config.home),
+            _ => unreachable_magic(name),
+        }
+    }
+
+    /// Forward any request to the home kernel and return its reply as ours.
+    async fn relay_request(&self, req: &Request, channel: Channel) -> Option<Reply> {
+        let expects_reply = req.msg_type().ends_with("_request");
+        let fwd = Forward {
+            channel,
+            msg_type: req.msg_type(),
+            content: req.message.content.clone(),
+            count: None,
+            expects_reply,
+        };
+        match self.home.forward(req, fwd).await {
+            Ok(Some(m)) => Some(Reply {
+                msg_type: m.header.msg_type,
+                content: m.content,
+                metadata: m.metadata,
+                buffers: m.buffers,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(
+                    msg_type = req.msg_type(),
+                    "not answered by the home kernel: {e}"
+                );
+                expects_reply.then(|| {
+                    Reply::new(
+                        &pxkernel_kernel::protocol::content::reply_type(req.msg_type()),
+                        &json!({"status": "error", "ename": "HomeKernelUnavailable",
+                                "evalue": e.to_string(), "traceback": []}),
+                    )
+                })
+            }
+        }
+    }
+
+    async fn complete(&self, req: &Request) -> Option<Reply> {
+        let Ok(request) = req.message.parse_content::<CompleteRequest>() else {
+            return self.relay_request(req, Channel::Shell).await;
+        };
+        let Some(ours) = registry::complete(&request.code, request.cursor_pos) else {
+            return self.relay_request(req, Channel::Shell).await;
+        };
+        let mut reply = CompleteReply {
+            status: "ok".to_owned(),
+            matches: ours.matches,
+            cursor_start: ours.start,
+            cursor_end: ours.end,
+            metadata: Default::default(),
+        };
+        // Magic names: the home kernel's own magics (%timeit…) complete too.
+        if ours.kind == CompletionKind::MagicName
+            && let Some(home) = self.relay_request(req, Channel::Shell).await
+            && let Ok(theirs) = serde_json::from_str::<CompleteReply>(home.content.get())
+            && theirs.status == "ok"
+            && theirs.cursor_start == reply.cursor_start
+        {
+            for m in theirs.matches {
+                if !reply.matches.contains(&m) {
+                    reply.matches.push(m);
+                }
+            }
+        }
+        Some(Reply::new("complete_reply", &reply))
+    }
+
+    async fn inspect(&self, req: &Request) -> Option<Reply> {
+        if let Ok(request) = req.message.parse_content::<InspectRequest>()
+            && let Some(spec) = registry::magic_at(&request.code, request.cursor_pos)
+        {
+            return Some(Reply::new(
+                "inspect_reply",
+                &json!({"status": "ok", "found": true, "data": text_bundle(spec.help()),
+                        "metadata": {}}),
+            ));
+        }
+        self.relay_request(req, Channel::Shell).await
+    }
+
+    async fn is_complete(&self, req: &Request) -> Option<Reply> {
+        if let Ok(request) = req.message.parse_content::<IsCompleteRequest>() {
+            match invocation(&request.code) {
+                Some(Invocation::Cell { name, .. }) if registry::owns(name, true) => {
+                    // Like IPython: a cell magic goes on until an empty line.
+                    let status = if request.code.ends_with('\n') {
+                        "complete"
+                    } else {
+                        "incomplete"
+                    };
+                    return Some(Reply::new(
+                        "is_complete_reply",
+                        &json!({"status": status, "indent": ""}),
+                    ));
+                }
+                Some(Invocation::Line { name, rest, .. })
+                    if registry::owns(name, false) && rest.trim().is_empty() =>
+                {
+                    return Some(Reply::new(
+                        "is_complete_reply",
+                        &json!({"status": "complete"}),
+                    ));
+                }
+                Some(Invocation::Help { name }) if registry::find(name).is_some() => {
+                    return Some(Reply::new(
+                        "is_complete_reply",
+                        &json!({"status": "complete"}),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        self.relay_request(req, Channel::Shell).await
+    }
+}
+
+fn unreachable_magic(name: &str) -> Result<(), MagicError> {
+    // The registry and this dispatch are kept in step by a test; reaching this is a bug.
+    tracing::error!("magic %{name} is registered but has no implementation");
+    Ok(())
+}
+
+impl Handler for PxKernel {
+    fn kernel_info(&self) -> KernelInfoReply {
+        let language_info = self
+            .config
+            .language_info
+            .clone()
+            .or_else(|| self.home.kernel_info().map(|i| i.language_info))
+            .unwrap_or_else(|| LanguageInfo {
+                name: "python".to_owned(),
+                ..LanguageInfo::default()
+            });
+        KernelInfoReply {
+            status: "ok".to_owned(),
+            protocol_version: PROTOCOL_VERSION.to_owned(),
+            implementation: "pxkernel".to_owned(),
+            implementation_version: env!("CARGO_PKG_VERSION").to_owned(),
+            language_info,
+            banner: format!(
+                "pxkernel {} — home kernel: {}. %lsmagic lists pxkernel's magics.",
+                env!("CARGO_PKG_VERSION"),
+                self.config.home
+            ),
+            help_links: vec![HelpLink {
+                text: "pxkernel magics".to_owned(),
+                url: "https://github.com/pxkernel/pxkernel#readme".to_owned(),
+            }],
+            debugger: false,
+            supported_features: Some(Vec::new()),
+        }
+    }
+
+    async fn execute(&self, req: &Request, content: &ExecuteRequest) -> ExecuteOutcome {
+        match invocation(&content.code) {
+            Some(Invocation::Help { name }) if registry::find(name).is_some() => {
+                let help = registry::find(name).map(|m| m.help()).unwrap_or_default();
+                ExecuteOutcome::Ok {
+                    payload: vec![display::page_payload(&help)],
+                    user_expressions: Default::default(),
+                }
+            }
+            Some(Invocation::Line { name, args, rest }) if registry::owns(name, false) => {
+                if let Err(e) = self.run_line_magic(req, name, args).await {
+                    return self.fail(req, e.ename(), &e.to_string());
+                }
+                if rest.trim().is_empty() {
+                    ExecuteOutcome::ok()
+                } else {
+                    self.execute_at_home(req, content, rest).await
+                }
+            }
+            _ => self.execute_at_home(req, content, &content.code).await,
+        }
+    }
+
+    async fn shell(&self, req: &Request) -> Option<Reply> {
+        match req.msg_type() {
+            "complete_request" => self.complete(req).await,
+            "inspect_request" => self.inspect(req).await,
+            "is_complete_request" => self.is_complete(req).await,
+            _ => self.relay_request(req, Channel::Shell).await,
+        }
+    }
+
+    async fn interrupt(&self) {
+        self.home.interrupt().await;
+    }
+
+    async fn shutdown(&self, _restart: bool) {
+        self.home.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_line_magic_is_dispatched() {
+        for m in registry::MAGICS {
+            assert!(
+                ["lsmagic"].contains(&m.name),
+                "%{} is registered but run_line_magic does not know it",
+                m.name
+            );
+        }
+    }
+}

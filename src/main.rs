@@ -1,0 +1,244 @@
+//! The `pxkernel` command line: run the kernel, install or remove its kernelspec.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use pxkernel_kernel::protocol::ConnectionInfo;
+use pxkernel_kernel::protocol::content::LanguageInfo;
+use pxkernel_kernel::server::{Handler, Server, Stopped};
+use pxkernel_kernel::transport;
+use pxkernel_magics::install::{self, HOME_ENV, Install, LANGUAGE_INFO_ENV, Root};
+use pxkernel_magics::{Config, PxKernel};
+
+/// A Jupyter kernel that runs plain cells in a home kernel and fans %px cells out to engines.
+#[derive(Parser)]
+#[command(name = "pxkernel", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the kernel (Jupyter starts this from the kernelspec).
+    Kernel(KernelArgs),
+    /// Install the pxkernel kernelspec so Jupyter can select it.
+    Install(InstallArgs),
+    /// Remove an installed pxkernel kernelspec.
+    Uninstall(UninstallArgs),
+}
+
+#[derive(Args)]
+struct KernelArgs {
+    /// The connection file written by the frontend.
+    #[arg(short = 'f', long = "connection-file", value_name = "FILE")]
+    connection_file: PathBuf,
+    /// The kernelspec of the home kernel [default: $PXKERNEL_HOME, else python3].
+    #[arg(long, value_name = "KERNELSPEC")]
+    home: Option<String>,
+}
+
+#[derive(Args)]
+#[group(multiple = false)]
+struct Where {
+    /// Under the user's Jupyter data dir.
+    #[arg(long)]
+    user: bool,
+    /// Under the active Python environment (virtualenv, conda, or the python3 on PATH).
+    #[arg(long)]
+    sys_prefix: bool,
+    /// Under DIR/share/jupyter/kernels.
+    #[arg(long, value_name = "DIR")]
+    prefix: Option<PathBuf>,
+}
+
+impl Where {
+    fn root(&self) -> Root {
+        if self.user {
+            Root::User
+        } else if self.sys_prefix {
+            Root::SysPrefix
+        } else if let Some(p) = &self.prefix {
+            Root::Prefix(p.clone())
+        } else {
+            Root::System
+        }
+    }
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    #[command(flatten)]
+    root: Where,
+    /// Kernelspec name.
+    #[arg(long, default_value = "pxkernel")]
+    name: String,
+    /// Name shown in Jupyter [default: "pxkernel (<home display name>)"].
+    #[arg(long, value_name = "S")]
+    display_name: Option<String>,
+    /// The kernelspec that runs plain cells.
+    #[arg(long, value_name = "KERNELSPEC", default_value = "python3")]
+    home: String,
+}
+
+#[derive(Args)]
+struct UninstallArgs {
+    #[command(flatten)]
+    root: Where,
+    /// Kernelspec name.
+    #[arg(long, default_value = "pxkernel")]
+    name: String,
+}
+
+fn init_logging() -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PXKERNEL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match std::env::var_os("PXKERNEL_LOG_FILE") {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening log file {}", PathBuf::from(&path).display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).with_ansi(false).init(),
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging()?;
+    match cli.command {
+        Command::Kernel(args) => run_kernel(args),
+        Command::Install(args) => run_install(args),
+        Command::Uninstall(args) => {
+            let dir = install::remove(&args.root.root(), &args.name)?;
+            println!("Removed {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+fn run_install(args: InstallArgs) -> Result<()> {
+    let executable = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context("finding the pxkernel executable")?;
+    let request = Install {
+        name: args.name.clone(),
+        display_name: args.display_name,
+        home: args.home.clone(),
+        executable,
+    };
+    let probed = runtime()?.block_on(async {
+        tokio::task::LocalSet::new()
+            .run_until(install::probe_language_info(&args.home))
+            .await
+    });
+    let (language_info, home_display, language) = match probed {
+        Ok((li, display, lang)) => (Some(li), display, lang),
+        Err(e) => {
+            eprintln!(
+                "warning: could not ask the home kernel {:?} for its language ({e}); \
+                 kernel_info will wait for it at run time",
+                args.home
+            );
+            (None, args.home.clone(), String::new())
+        }
+    };
+    let json = install::kernel_json(&request, &home_display, &language, language_info.as_ref())?;
+    let dir = install::write(&args.root.root(), &args.name, &json)?;
+    println!("Installed kernelspec {} in {}", args.name, dir.display());
+    Ok(())
+}
+
+/// Resolves when our parent process has gone (we were re-parented).
+async fn parent_gone() {
+    // SAFETY: getppid cannot fail.
+    let parent = unsafe { libc::getppid() };
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // SAFETY: as above.
+        if unsafe { libc::getppid() } != parent {
+            return;
+        }
+    }
+}
+
+fn run_kernel(args: KernelArgs) -> Result<()> {
+    let conn = ConnectionInfo::from_file(&args.connection_file)?;
+    let home = args
+        .home
+        .or_else(|| std::env::var(HOME_ENV).ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "python3".to_owned());
+    let language_info = match std::env::var(LANGUAGE_INFO_ENV) {
+        Ok(text) if !text.is_empty() => match serde_json::from_str::<LanguageInfo>(&text) {
+            Ok(li) => Some(li),
+            Err(e) => {
+                tracing::warn!("ignoring {LANGUAGE_INFO_ENV}: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    let rt = runtime()?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        // SIGINT must never kill the kernel (a terminal's Ctrl-C reaches the whole group);
+        // interrupts arrive as interrupt_request. Holding this stream keeps SIGINT caught.
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let server = Server::bind(&conn).context("binding the kernel sockets")?;
+        let kernel = PxKernel::new(
+            Config {
+                home,
+                language_info,
+            },
+            server.publisher(),
+        );
+        let run = server.run(&kernel);
+        tokio::pin!(run);
+        let stopped = loop {
+            tokio::select! {
+                s = &mut run => break Some(s),
+                _ = sigint.recv() => tracing::info!("SIGINT ignored; use interrupt_request"),
+                _ = sigterm.recv() => break None,
+                () = parent_gone() => {
+                    tracing::warn!("parent process gone; shutting down");
+                    break None;
+                }
+            }
+        };
+        match stopped {
+            Some(Stopped::Shutdown { .. }) => {}
+            Some(Stopped::Closed) | None => kernel.shutdown(false).await,
+        }
+        anyhow::Ok(())
+    });
+    drop(local);
+    drop(rt);
+    transport::terminate(Duration::from_secs(1));
+    if let Err(e) = result {
+        bail!("{e:#}");
+    }
+    Ok(())
+}
