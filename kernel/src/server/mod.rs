@@ -57,7 +57,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Bind every socket of `conn` and publish `starting`.
+    /// Bind every socket of `conn`.
     pub fn bind(conn: &ConnectionInfo) -> Result<Server, ServerError> {
         let codec = Arc::new(Codec::new(&conn.signature_scheme, conn.key.as_bytes())?);
         let none = Options::default();
@@ -101,7 +101,6 @@ impl Server {
             iopub,
             stdin_waiters: RefCell::new(HashMap::new()),
         });
-        Publisher(io.clone()).publish("status", &json!({"execution_state": "starting"}), None);
         Ok(Server {
             io,
             shell_in,
@@ -402,9 +401,17 @@ impl<H: Handler> Dispatch<'_, H> {
             let Some((_ids, message)) = self.decode(Channel::Stdin, frames) else {
                 continue;
             };
-            let waiter = message
-                .parent_id()
-                .and_then(|id| self.io.stdin_waiters.borrow_mut().remove(id));
+            // Some clients (jupyter_client's `input()`) send the reply without a parent;
+            // like ipykernel, give it to the pending request then.
+            let waiter = {
+                let mut waiters = self.io.stdin_waiters.borrow_mut();
+                let key = message
+                    .parent_id()
+                    .filter(|id| waiters.contains_key(*id))
+                    .map(str::to_owned)
+                    .or_else(|| waiters.keys().next().cloned());
+                key.and_then(|k| waiters.remove(&k))
+            };
             match waiter {
                 Some(tx) => {
                     let _ = tx.send(message);
@@ -417,7 +424,11 @@ impl<H: Handler> Dispatch<'_, H> {
         }
     }
 
+    /// Answers every subscription with an `iopub_welcome`. The one `starting`
+    /// status follows the first welcome: published earlier, it could reach a
+    /// subscriber that connected during start-up before its welcome.
     async fn iopub_loop(&self, mut inbox: mpsc::Receiver<Frames>) {
+        let mut started = false;
         while let Some(frames) = inbox.recv().await {
             for frame in frames {
                 // XPUB reports subscriptions as 0x01 + topic, unsubscriptions as 0x00 + topic.
@@ -437,6 +448,14 @@ impl<H: Handler> Dispatch<'_, H> {
                     vec![topic.into_bytes()]
                 };
                 self.io.iopub.send(self.io.codec.encode(&ids, &msg));
+                if !started {
+                    started = true;
+                    Publisher(self.io.clone()).publish(
+                        "status",
+                        &json!({"execution_state": "starting"}),
+                        None,
+                    );
+                }
             }
         }
     }

@@ -1,0 +1,63 @@
+# pxkernel: `make demo` runs a real notebook headless through pxkernel and shows
+# its outputs; `make test` runs every test. Both work on a fresh machine: they
+# install what is missing (Debian packages as root, a Python venv in .venv).
+
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+BIN      := target/release/pxkernel
+DEMO_DIR := build/demo
+NOTEBOOKS := quickstart
+
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+.PHONY: all setup build install demo test test-rust test-python test-notebooks lint bench clean
+
+all: build
+
+setup:
+	@VENV=$(VENV) scripts/setup.sh
+
+build:
+	cargo build --release --locked
+
+# The kernelspec goes into the venv, where the demo's Jupyter finds it.
+install: setup build
+	$(BIN) install --prefix $(VENV)
+
+demo: install
+	@mkdir -p $(DEMO_DIR)
+	@for nb in $(NOTEBOOKS); do \
+	  echo "==> jupyter nbconvert --execute notebooks/$$nb.ipynb"; \
+	  $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.kernel_name=pxkernel \
+	    --output-dir $(DEMO_DIR) notebooks/$$nb.ipynb || exit 1; \
+	  $(PY) scripts/show_notebook.py $(DEMO_DIR)/$$nb.ipynb || exit 1; \
+	done
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+test-rust:
+	cargo test --workspace --release --locked
+
+test-python: install
+	$(PY) -m pytest -q tests/python
+
+test-notebooks: install
+	@mkdir -p build/test-notebooks
+	@for nb in notebooks/*.ipynb; do \
+	  echo "==> executing $$nb"; \
+	  $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.kernel_name=pxkernel \
+	    --output-dir build/test-notebooks $$nb || exit 1; \
+	done
+
+test: setup lint test-rust test-python test-notebooks
+	@echo "==> all tests passed"
+
+bench: install
+	$(PY) bench/kernel_bench.py --pxkernel $(BIN)
+
+clean:
+	cargo clean
+	rm -rf build
