@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// One multipart message as frames.
 pub type Frames = Vec<Vec<u8>>;
@@ -96,15 +96,40 @@ pub fn terminate(timeout: Duration) {
     }
 }
 
+/// What a socket task is asked to do, in order.
+enum Outgoing {
+    Frames(Frames),
+    /// Signal once everything queued before it has been handed to libzmq.
+    Flush(oneshot::Sender<()>),
+}
+
 /// The sending half of a socket. Cloneable; sends never block. When every clone
 /// is dropped the socket flushes what is queued and closes.
 #[derive(Clone, Debug)]
-pub struct Outbox(mpsc::UnboundedSender<Frames>);
+pub struct Outbox(mpsc::UnboundedSender<Outgoing>);
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outgoing::Frames(fr) => write!(f, "Frames({})", fr.len()),
+            Outgoing::Flush(_) => write!(f, "Flush"),
+        }
+    }
+}
 
 impl Outbox {
     /// Queue a message; false when the socket has closed.
     pub fn send(&self, frames: Frames) -> bool {
-        self.0.send(frames).is_ok()
+        self.0.send(Outgoing::Frames(frames)).is_ok()
+    }
+
+    /// Wait until every message queued so far has been handed to libzmq (which
+    /// then delivers it, within the linger period, even if the process exits).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(Outgoing::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -214,16 +239,22 @@ async fn drive(
     sock: zmq::Socket,
     afd: AsyncFd<ZmqFd>,
     inbox: mpsc::Sender<Frames>,
-    mut outbox: mpsc::UnboundedReceiver<Frames>,
+    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
     endpoint: String,
 ) {
-    let mut pending: VecDeque<Frames> = VecDeque::new();
+    let mut pending: VecDeque<Outgoing> = VecDeque::new();
     let mut outbox_open = true;
     loop {
-        while let Some(frames) = pending.front() {
-            match try_send(&sock, frames) {
+        while let Some(front) = pending.front() {
+            let sent = match front {
+                Outgoing::Frames(frames) => try_send(&sock, frames),
+                Outgoing::Flush(_) => Ok(true),
+            };
+            match sent {
                 Ok(true) => {
-                    pending.pop_front();
+                    if let Some(Outgoing::Flush(done)) = pending.pop_front() {
+                        let _ = done.send(());
+                    }
                 }
                 Ok(false) => break,
                 Err(e) => {
@@ -279,7 +310,7 @@ async fn drive(
                 }
             }
             msg = outbox.recv(), if outbox_open => match msg {
-                Some(frames) => pending.push_back(frames),
+                Some(out) => pending.push_back(out),
                 None => outbox_open = false,
             },
         }
@@ -348,6 +379,13 @@ mod tests {
             .port()
     }
 
+    async fn recv(inbox: &mut Inbox) -> Frames {
+        tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+            .await
+            .expect("no message within 10 s")
+            .expect("socket closed")
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn router_dealer_round_trip_many() {
         let ep = format!("tcp://127.0.0.1:{}", free_port());
@@ -357,23 +395,21 @@ mod tests {
             ..Options::default()
         };
         let (dout, mut din) = open(Kind::Dealer, Side::Connect, &ep, &opts).unwrap();
-        for i in 0..3000u32 {
-            assert!(dout.send(vec![i.to_le_bytes().to_vec()]));
-        }
-        for i in 0..3000u32 {
-            let got = tokio::time::timeout(Duration::from_secs(10), rin.recv())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(got, vec![b"me".to_vec(), i.to_le_bytes().to_vec()]);
-            rout.send(got);
-        }
-        for i in 0..3000u32 {
-            let got = tokio::time::timeout(Duration::from_secs(10), din.recv())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(got, vec![i.to_le_bytes().to_vec()]);
+        // Batches below the ROUTER's per-peer high-water mark (beyond it ROUTER drops).
+        for batch in 0..6u32 {
+            let ids = batch * 500..(batch + 1) * 500;
+            for i in ids.clone() {
+                assert!(dout.send(vec![i.to_le_bytes().to_vec()]));
+            }
+            for i in ids.clone() {
+                let got = recv(&mut rin).await;
+                assert_eq!(got, vec![b"me".to_vec(), i.to_le_bytes().to_vec()]);
+                rout.send(got);
+            }
+            rout.flush().await;
+            for i in ids {
+                assert_eq!(recv(&mut din).await, vec![i.to_le_bytes().to_vec()]);
+            }
         }
     }
 

@@ -32,7 +32,7 @@ const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// After `idle`, how long a missing reply may keep us waiting.
 const REPLY_GRACE: Duration = Duration::from_secs(2);
 /// How many forwarded requests remember their frontend parent, for late output.
-const RECENT_PARENTS: usize = 4096;
+const RECENT_PARENTS: usize = 512;
 
 /// Why a request could not be served by the home kernel.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

@@ -26,7 +26,7 @@ pub struct ConnectionInfo {
     pub control_port: u16,
     /// Heartbeat port.
     pub hb_port: u16,
-    /// `hmac-sha256`, or empty for unsigned messages.
+    /// `hmac-sha256` (the only scheme supported; with an empty key nothing is signed).
     #[serde(default = "default_scheme")]
     pub signature_scheme: String,
     /// The HMAC key; empty means unsigned.

@@ -131,12 +131,21 @@ impl Server {
             handler,
             execution_count: Cell::new(0),
         };
-        tokio::select! {
+        let stopped = tokio::select! {
             stopped = state.shell_loop(shell_in) => stopped,
             stopped = state.control_loop(control_in) => stopped,
             () = state.stdin_loop(stdin_in) => Stopped::Closed,
             () = state.iopub_loop(iopub_in) => Stopped::Closed,
-        }
+        };
+        // The shutdown_reply and the last status are only queued for the socket
+        // tasks: hand them to libzmq before the caller can drop the runtime.
+        let flushed = async {
+            state.io.shell.flush().await;
+            state.io.control.flush().await;
+            state.io.iopub.flush().await;
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), flushed).await;
+        stopped
     }
 }
 
@@ -402,14 +411,14 @@ impl<H: Handler> Dispatch<'_, H> {
                 continue;
             };
             // Some clients (jupyter_client's `input()`) send the reply without a parent;
-            // like ipykernel, give it to the pending request then.
+            // like ipykernel, give it to the pending request then. A reply naming
+            // another request (a stale one, of an interrupted cell) answers nothing.
             let waiter = {
                 let mut waiters = self.io.stdin_waiters.borrow_mut();
-                let key = message
-                    .parent_id()
-                    .filter(|id| waiters.contains_key(*id))
-                    .map(str::to_owned)
-                    .or_else(|| waiters.keys().next().cloned());
+                let key = match message.parent_id() {
+                    Some(id) => waiters.contains_key(id).then(|| id.to_owned()),
+                    None => waiters.keys().next().cloned(),
+                };
                 key.and_then(|k| waiters.remove(&k))
             };
             match waiter {
