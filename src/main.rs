@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use pxkernel_kernel::protocol::ConnectionInfo;
 use pxkernel_kernel::protocol::content::LanguageInfo;
 use pxkernel_kernel::server::{Handler, Server, Stopped};
-use pxkernel_kernel::transport;
 use pxkernel_magics::install::{self, HOME_ENV, Install, LANGUAGE_INFO_ENV, Root};
 use pxkernel_magics::{Config, PxKernel};
 
@@ -236,7 +235,6 @@ fn run_kernel(args: KernelArgs) -> Result<()> {
     });
     drop(local);
     drop(rt);
-    transport::terminate(Duration::from_secs(1));
     if let Err(e) = result {
         bail!("{e:#}");
     }

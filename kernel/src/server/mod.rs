@@ -81,7 +81,7 @@ impl Server {
         )?;
         // Output must not be dropped under bursts: a generous queue per subscriber.
         let iopub_opts = Options {
-            send_hwm: Some(100_000),
+            queue: Some(100_000),
             ..Options::default()
         };
         let (iopub, iopub_in) = transport::open(

@@ -1,0 +1,409 @@
+//! The only module that touches ZeroMQ: sockets that speak ZMTP 3.0, the wire
+//! protocol of libzmq, implemented on tokio streams (TCP and Unix sockets).
+//!
+//! Why not libzmq: its I/O thread puts two thread wake-ups on every message;
+//! measured here, that was most of the CPU pxkernel spent per cell. These sockets
+//! read and write on the runtime that handles the messages, batch writes, and
+//! keep libzmq's semantics where they matter: ROUTER routing ids (with handover),
+//! XPUB subscriptions reported to the owner, DEALER queueing while disconnected
+//! and reconnecting by itself (kernels restart, tunnels come up late), and a SUB
+//! that subscribes again after every reconnect.
+//!
+//! Callers see a socket as an [`Outbox`] (unbounded, never blocks) and an
+//! [`Inbox`] (bounded: a flood pushes back on the peer's TCP connection instead
+//! of growing our memory). The heartbeat echo runs on its own thread, so it
+//! answers while the main runtime is busy.
+
+mod socket;
+pub mod zmtp;
+
+use std::path::PathBuf;
+
+use tokio::sync::{mpsc, oneshot};
+
+use socket::{Address, Listener};
+
+/// One multipart message as frames.
+pub type Frames = Vec<Vec<u8>>;
+
+/// How many received messages may wait for their consumer before reading stops.
+const INBOX_CAPACITY: usize = 1024;
+
+/// Default per-peer queue of a bind-side socket, in messages.
+const DEFAULT_QUEUE: usize = 10_000;
+
+/// A socket could not be opened, with what we were doing and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {endpoint}: {source}")]
+pub struct TransportError {
+    op: &'static str,
+    endpoint: String,
+    source: std::io::Error,
+}
+
+/// The socket types the protocol uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Kernel shell, control and stdin.
+    Router,
+    /// Client shell, control, stdin and heartbeat.
+    Dealer,
+    /// Kernel IOPub: sees subscriptions.
+    XPub,
+    /// Client IOPub.
+    Sub,
+}
+
+/// Bind (kernel side) or connect (client side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Listen on the endpoint.
+    Bind,
+    /// Connect to the endpoint; retried until the peer listens, and after it goes.
+    Connect,
+}
+
+/// Options beyond the socket type.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Our routing id, announced to ROUTER peers (DEALER sockets).
+    pub identity: Option<Vec<u8>>,
+    /// Messages queued per peer before new ones are dropped (bind-side sockets).
+    pub queue: Option<usize>,
+}
+
+/// What a socket task is asked to do, in order.
+enum Outgoing {
+    Frames(Frames),
+    /// Signal once everything queued before it has been written to the peers.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending half of a socket. Cloneable; sends never block. When every clone
+/// is dropped the socket writes what is queued and closes.
+#[derive(Clone)]
+pub struct Outbox(mpsc::UnboundedSender<Outgoing>);
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
+impl Outbox {
+    /// Queue a message; false when the socket has closed.
+    pub fn send(&self, frames: Frames) -> bool {
+        self.0.send(Outgoing::Frames(frames)).is_ok()
+    }
+
+    /// Wait until every message queued so far has been written to the connected peers.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(Outgoing::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The receiving half of a socket.
+pub type Inbox = mpsc::Receiver<Frames>;
+
+fn parse_endpoint(endpoint: &str) -> Result<Address, TransportError> {
+    let bad = |why: &str| TransportError {
+        op: "parse",
+        endpoint: endpoint.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+    };
+    if let Some(rest) = endpoint.strip_prefix("tcp://") {
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        port.parse::<u16>().map_err(|_| bad("bad port"))?;
+        let host = match host {
+            "*" => "0.0.0.0",
+            h => h,
+        };
+        Ok(Address::Tcp(format!("{host}:{port}")))
+    } else if let Some(path) = endpoint.strip_prefix("ipc://") {
+        Ok(Address::Ipc(PathBuf::from(path)))
+    } else {
+        Err(bad("only tcp:// and ipc:// endpoints are supported"))
+    }
+}
+
+fn bind_listener(endpoint: &str) -> Result<Listener, TransportError> {
+    let err = |op| {
+        let endpoint = endpoint.to_owned();
+        move |source| TransportError {
+            op,
+            endpoint,
+            source,
+        }
+    };
+    match parse_endpoint(endpoint)? {
+        Address::Tcp(addr) => {
+            let l = std::net::TcpListener::bind(addr.as_str()).map_err(err("bind"))?;
+            l.set_nonblocking(true).map_err(err("bind"))?;
+            Ok(Listener::Tcp(
+                tokio::net::TcpListener::from_std(l).map_err(err("bind"))?,
+            ))
+        }
+        Address::Ipc(path) => {
+            // As libzmq does: a stale socket file of a dead process is replaced.
+            let _ = std::fs::remove_file(&path);
+            let l = std::os::unix::net::UnixListener::bind(&path).map_err(err("bind"))?;
+            l.set_nonblocking(true).map_err(err("bind"))?;
+            Ok(Listener::Ipc(
+                tokio::net::UnixListener::from_std(l).map_err(err("bind"))?,
+            ))
+        }
+    }
+}
+
+/// Open a socket and start its task on the current tokio runtime. Binding
+/// happens now (errors are returned); connecting happens in the background.
+pub fn open(
+    kind: Kind,
+    side: Side,
+    endpoint: &str,
+    options: &Options,
+) -> Result<(Outbox, Inbox), TransportError> {
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
+    let name = endpoint.to_owned();
+    match side {
+        Side::Bind => {
+            let listener = bind_listener(endpoint)?;
+            let queue = options.queue.unwrap_or(DEFAULT_QUEUE);
+            tokio::spawn(socket::run_bound(
+                kind, listener, queue, in_tx, out_rx, name,
+            ));
+        }
+        Side::Connect => {
+            let addr = parse_endpoint(endpoint)?;
+            tokio::spawn(socket::run_connected(
+                kind,
+                addr,
+                options.identity.clone(),
+                in_tx,
+                out_rx,
+                name,
+            ));
+        }
+    }
+    Ok((Outbox(out_tx), in_rx))
+}
+
+/// The heartbeat echo of a kernel: a ROUTER on its own thread that sends every
+/// message back to its sender. Stops when dropped.
+pub struct Echo {
+    _stop: oneshot::Sender<()>,
+}
+
+/// Bind a heartbeat echo on `endpoint` and serve it from its own thread.
+pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
+    let thread_err = |source| TransportError {
+        op: "start heartbeat",
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(thread_err)?;
+    // Bind inside the echo runtime, but now, so that errors reach the caller.
+    let listener = {
+        let _guard = rt.enter();
+        bind_listener(endpoint)?
+    };
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let name = endpoint.to_owned();
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let (out_tx, out_rx) = mpsc::unbounded_channel();
+                let (in_tx, mut inbox) = mpsc::channel(INBOX_CAPACITY);
+                tokio::spawn(socket::run_bound(
+                    Kind::Router,
+                    listener,
+                    DEFAULT_QUEUE,
+                    in_tx,
+                    out_rx,
+                    name,
+                ));
+                let outbox = Outbox(out_tx);
+                let echo = async {
+                    while let Some(frames) = inbox.recv().await {
+                        outbox.send(frames);
+                    }
+                };
+                tokio::select! {
+                    () = echo => {}
+                    _ = stop_rx => {}
+                }
+            });
+        })
+        .map_err(thread_err)?;
+    Ok(Echo { _stop: stop_tx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn recv(inbox: &mut Inbox) -> Frames {
+        tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+            .await
+            .expect("no message within 10 s")
+            .expect("socket closed")
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn router_dealer_round_trip_many() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let (rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
+        let opts = Options {
+            identity: Some(b"me".to_vec()),
+            ..Options::default()
+        };
+        let (dout, mut din) = open(Kind::Dealer, Side::Connect, &ep, &opts).unwrap();
+        // Batches below the ROUTER's per-peer high-water mark (beyond it ROUTER drops).
+        for batch in 0..6u32 {
+            let ids = batch * 500..(batch + 1) * 500;
+            for i in ids.clone() {
+                assert!(dout.send(vec![i.to_le_bytes().to_vec()]));
+            }
+            for i in ids.clone() {
+                let got = recv(&mut rin).await;
+                assert_eq!(got, vec![b"me".to_vec(), i.to_le_bytes().to_vec()]);
+                rout.send(got);
+            }
+            rout.flush().await;
+            for i in ids {
+                assert_eq!(recv(&mut din).await, vec![i.to_le_bytes().to_vec()]);
+            }
+        }
+    }
+
+    #[test]
+    fn bind_twice_is_an_error_naming_the_endpoint() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ep = format!("tcp://127.0.0.1:{}", free_port());
+            let _a = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
+            let e = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap_err();
+            assert!(e.to_string().contains(&ep), "{e}");
+        });
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn dealer_connects_before_the_peer_listens_and_queues_meanwhile() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let opts = Options {
+            identity: Some(b"early".to_vec()),
+            ..Options::default()
+        };
+        let (dout, _din) = open(Kind::Dealer, Side::Connect, &ep, &opts).unwrap();
+        assert!(dout.send(vec![b"queued".to_vec()]));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
+        assert_eq!(recv(&mut rin).await, vec![b"early".to_vec(), b"queued".to_vec()]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn dealer_reconnects_after_the_peer_restarts() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let (dout, mut din) = open(Kind::Dealer, Side::Connect, &ep, &Options::default()).unwrap();
+        {
+            let (rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
+            dout.send(vec![b"one".to_vec()]);
+            let got = recv(&mut rin).await;
+            assert_eq!(got[1], b"one");
+            rout.send(vec![got[0].clone(), b"reply".to_vec()]);
+            assert_eq!(recv(&mut din).await, vec![b"reply".to_vec()]);
+            rout.flush().await;
+        }
+        // The old ROUTER is gone (its outbox dropped); a new one takes the port.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_rout, mut rin) = loop {
+            match open(Kind::Router, Side::Bind, &ep, &Options::default()) {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        // Messages sent while reconnecting may be lost (as with libzmq); keep sending.
+        let got = loop {
+            dout.send(vec![b"two".to_vec()]);
+            match tokio::time::timeout(Duration::from_millis(200), rin.recv()).await {
+                Ok(Some(m)) => break m,
+                _ => continue,
+            }
+        };
+        assert_eq!(got[1], b"two");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn xpub_reports_subscriptions_and_filters_by_topic() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let (pout, mut pin) = open(Kind::XPub, Side::Bind, &ep, &Options::default()).unwrap();
+        let (_sout, mut sin) = open(Kind::Sub, Side::Connect, &ep, &Options::default()).unwrap();
+        // Our SUB subscribes to everything: the XPUB reports 0x01 + empty topic.
+        assert_eq!(recv(&mut pin).await, vec![vec![1u8]]);
+        pout.send(vec![b"topic".to_vec(), b"body".to_vec()]);
+        assert_eq!(recv(&mut sin).await, vec![b"topic".to_vec(), b"body".to_vec()]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sub_subscribes_again_after_the_publisher_restarts() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let (_sout, mut sin) = open(Kind::Sub, Side::Connect, &ep, &Options::default()).unwrap();
+        for round in 0..2u8 {
+            let (pout, mut pin) = loop {
+                match open(Kind::XPub, Side::Bind, &ep, &Options::default()) {
+                    Ok(s) => break s,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
+            assert_eq!(recv(&mut pin).await, vec![vec![1u8]], "round {round}");
+            pout.send(vec![vec![round]]);
+            assert_eq!(recv(&mut sin).await, vec![vec![round]]);
+            pout.flush().await;
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_peer_that_is_not_zeromq_is_dropped_and_the_socket_lives_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = free_port();
+        let ep = format!("tcp://127.0.0.1:{port}");
+        let (_rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
+        let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        junk.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 128];
+        // We send our greeting, then close on the bad one.
+        let mut total = 0;
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(5), junk.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert!(total >= 10, "greeting was sent");
+        let (dout, _din) = open(Kind::Dealer, Side::Connect, &ep, &Options::default()).unwrap();
+        dout.send(vec![b"still here".to_vec()]);
+        assert_eq!(recv(&mut rin).await[1], b"still here");
+    }
+}
