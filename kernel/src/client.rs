@@ -7,6 +7,7 @@
 //! `kernel_info_request`), so no output of the first request can be missed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -63,12 +64,29 @@ pub struct ClientSender {
     shell: Outbox,
     control: Outbox,
     stdin: Outbox,
+    /// Unix time in ms of the last answered heartbeat (0: never, or not monitored).
+    last_beat: Arc<AtomicU64>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl ClientSender {
     /// Our session with the kernel.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// Time since the heartbeat last answered (None when never, or not monitored).
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        match self.last_beat.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Duration::from_millis(unix_ms().saturating_sub(t))),
+        }
     }
 
     /// Build and send a message; returns its header.
@@ -171,9 +189,16 @@ pub async fn connect(
     let (stdin, stdin_in) = open(Kind::Dealer, Channel::Stdin, &dealer)?;
     let (iopub_out, iopub_in) = open(Kind::Sub, Channel::Iopub, &Options::default())?;
     let (hb_tx, hb_rx) = mpsc::channel(4);
+    let last_beat = Arc::new(AtomicU64::new(0));
     if let Some(policy) = heartbeat {
         let (hb_out, hb_in) = open(Kind::Dealer, Channel::Heartbeat, &Options::default())?;
-        tokio::spawn(monitor_heartbeat(hb_out, hb_in, hb_tx, policy));
+        tokio::spawn(monitor_heartbeat(
+            hb_out,
+            hb_in,
+            hb_tx,
+            policy,
+            last_beat.clone(),
+        ));
     }
     let sender = ClientSender {
         session,
@@ -181,6 +206,7 @@ pub async fn connect(
         shell,
         control,
         stdin,
+        last_beat,
     };
     let mut receiver = ClientReceiver {
         codec,
@@ -257,6 +283,7 @@ async fn monitor_heartbeat(
     mut inbox: Inbox,
     events: mpsc::Sender<Event>,
     policy: HeartbeatPolicy,
+    last_beat: Arc<AtomicU64>,
 ) {
     let mut missed = 0u32;
     let mut lost = false;
@@ -285,6 +312,7 @@ async fn monitor_heartbeat(
             }
         }
         if answered {
+            last_beat.store(unix_ms(), Ordering::Relaxed);
             missed = 0;
             if lost {
                 lost = false;

@@ -1,13 +1,14 @@
 //! The proxied home kernel: started in the background when pxkernel starts,
 //! restarted by the next cell after it dies, stopped with pxkernel.
 //!
-//! A request is forwarded with a fresh header of ours; a pump task reads
-//! everything the home kernel sends and routes it: IOPub output is republished
-//! at once under the frontend's request (its `busy`/`idle`/`execute_input` are
-//! ours to send, so they are dropped), replies and `idle` go to the waiting
-//! request, and `input_request`s are relayed to the frontend's stdin and the
-//! answer back. A request completes when the home kernel has sent both its reply
-//! and its `idle`, so every output is out before our reply and our `idle`.
+//! A request is forwarded with a fresh header of ours over a [`Link`]; what the
+//! home kernel sends for it comes back in order: IOPub output is republished at
+//! once under the frontend's request (its `busy`/`idle`/`execute_input` are ours
+//! to send, so they are dropped), and `input_request`s are relayed to the
+//! frontend's stdin and the answer back. A request completes when the home
+//! kernel has sent both its reply and its `idle`, so every output is out before
+//! our reply and our `idle`. Output of no live request (a thread printing after
+//! its cell ended) is relayed under the request that caused it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -16,14 +17,15 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use pxkernel_kernel::client::{ClientReceiver, ClientSender, Event};
-use pxkernel_kernel::kernelspec::{self, InterruptMode, LaunchOptions, RunningKernel};
+use pxkernel_kernel::kernelspec::{self, LaunchOptions};
 use pxkernel_kernel::protocol::content::{ExecuteResult, KernelInfoReply};
 use pxkernel_kernel::protocol::{Channel, Header, Message, to_raw};
 use pxkernel_kernel::server::{InputError, Publisher, Request};
 use serde_json::json;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use crate::link::{HeartbeatLoss, Link, LinkEvent, channel_listener};
 
 /// How long to wait for the home kernel's first answer.
 const START_WAIT: Duration = Duration::from_secs(60);
@@ -68,35 +70,6 @@ enum Phase {
     Stopped,
 }
 
-enum RouteEvent {
-    Reply(Message),
-    Idle,
-    Output,
-    Input(Message),
-    Died(String),
-}
-
-struct Route {
-    parent: Header,
-    count: Option<u32>,
-    events: mpsc::UnboundedSender<RouteEvent>,
-}
-
-/// One running home kernel and what is in flight on it.
-struct Connection {
-    process: RunningKernel,
-    sender: ClientSender,
-    info: KernelInfoReply,
-    routes: RefCell<HashMap<String, Route>>,
-    recent: RefCell<Recent>,
-}
-
-impl Connection {
-    fn is_ipython(&self) -> bool {
-        self.info.implementation == "ipython"
-    }
-}
-
 /// Home msg_id → frontend parent, bounded, oldest forgotten first.
 #[derive(Default)]
 struct Recent {
@@ -135,9 +108,24 @@ pub struct Home {
     name: String,
     publisher: Publisher,
     phase: watch::Sender<Phase>,
-    conn: RefCell<Option<Rc<Connection>>>,
+    link: RefCell<Option<Rc<Link>>>,
+    recent: Rc<RefCell<Recent>>,
     /// The execution count the home kernel will give its next stored cell.
     home_next_count: Cell<Option<u32>>,
+}
+
+/// Republish home output that belongs to no live request.
+fn relay_unrouted(publisher: &Publisher, recent: &RefCell<Recent>, channel: Channel, msg: Message) {
+    if channel != Channel::Iopub
+        || matches!(msg.msg_type(), "status" | "execute_input" | "iopub_welcome")
+    {
+        return;
+    }
+    let parent = msg
+        .parent_id()
+        .and_then(|p| recent.borrow().map.get(p).cloned());
+    let parent = parent.or_else(|| msg.parent_header.clone());
+    publisher.relay(msg, parent.as_ref());
 }
 
 impl Home {
@@ -147,7 +135,8 @@ impl Home {
             name: name.to_owned(),
             publisher,
             phase: watch::Sender::new(Phase::Starting),
-            conn: RefCell::new(None),
+            link: RefCell::new(None),
+            recent: Rc::new(RefCell::new(Recent::default())),
             home_next_count: Cell::new(None),
         });
         let h = home.clone();
@@ -162,12 +151,15 @@ impl Home {
 
     /// The home's kernel_info, once it has answered.
     pub fn kernel_info(&self) -> Option<KernelInfoReply> {
-        self.conn.borrow().as_ref().map(|c| c.info.clone())
+        self.link.borrow().as_ref().map(|l| l.info.clone())
     }
 
     /// The pid of the running home kernel.
     pub fn pid(&self) -> Option<u32> {
-        self.conn.borrow().as_ref().map(|c| c.process.pid())
+        self.link
+            .borrow()
+            .as_ref()
+            .and_then(|l| l.process().map(|p| p.pid()))
     }
 
     async fn start(self: &Rc<Self>) {
@@ -189,19 +181,38 @@ impl Home {
         match started {
             Ok(k) => {
                 tracing::info!(home = %self.name, pid = k.process.pid(), "home kernel ready");
-                let conn = Rc::new(Connection {
-                    process: k.process,
-                    sender: k.sender,
-                    info: k.info,
-                    routes: RefCell::new(HashMap::new()),
-                    recent: RefCell::new(Recent::default()),
-                });
+                let is_ipython = k.info.implementation == "ipython";
+                let interrupt_mode = k.process.interrupt_mode;
+                let (publisher, recent) = (self.publisher.clone(), self.recent.clone());
+                let link = Link::new(
+                    k.sender,
+                    k.receiver,
+                    k.info,
+                    Some(k.process),
+                    interrupt_mode,
+                    HeartbeatLoss::Log,
+                    move |channel, msg| relay_unrouted(&publisher, &recent, channel, msg),
+                );
                 // A fresh IPython counts from 1.
-                self.home_next_count.set(conn.is_ipython().then_some(1));
-                *self.conn.borrow_mut() = Some(conn.clone());
-                let h = self.clone();
-                tokio::task::spawn_local(async move { h.pump(conn, k.receiver).await });
+                self.home_next_count.set(is_ipython.then_some(1));
+                *self.link.borrow_mut() = Some(link.clone());
                 self.phase.send_replace(Phase::Running);
+                let h = self.clone();
+                tokio::task::spawn_local(async move {
+                    let reason = link.died().await;
+                    tracing::warn!(home = %h.name, %reason, "home kernel ended");
+                    let current = h
+                        .link
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|l| Rc::ptr_eq(l, &link));
+                    if current {
+                        *h.link.borrow_mut() = None;
+                        if *h.phase.borrow() != Phase::Stopped {
+                            h.phase.send_replace(Phase::Died(reason));
+                        }
+                    }
+                });
             }
             Err(reason) => {
                 tracing::warn!(home = %self.name, "home kernel failed to start: {reason}");
@@ -212,15 +223,15 @@ impl Home {
 
     /// The running home kernel, starting (or restarting) it when needed. A restart
     /// after a death is announced on the request's stderr.
-    async fn ready(self: &Rc<Self>, req: &Request) -> Result<Rc<Connection>, HomeError> {
+    async fn ready(self: &Rc<Self>, req: &Request) -> Result<Rc<Link>, HomeError> {
         let mut rx = self.phase.subscribe();
         let mut waited = false;
         loop {
             let phase = rx.borrow_and_update().clone();
             match phase {
                 Phase::Running => {
-                    if let Some(c) = self.conn.borrow().clone() {
-                        return Ok(c);
+                    if let Some(l) = self.link.borrow().clone() {
+                        return Ok(l);
                     }
                     self.phase.send_replace(Phase::Died("lost".to_owned()));
                 }
@@ -267,9 +278,10 @@ impl Home {
         req: &Request,
         fwd: Forward<'_>,
     ) -> Result<Option<Message>, HomeError> {
-        let conn = self.ready(req).await?;
+        let link = self.ready(req).await?;
+        let ipython = link.info.implementation == "ipython";
         if let Some(n) = fwd.count
-            && conn.is_ipython()
+            && ipython
             && self.home_next_count.get() != Some(n)
         {
             let sync = json!({
@@ -284,12 +296,12 @@ impl Home {
                 count: None,
                 expects_reply: true,
             };
-            self.exchange(&conn, req, sync, Vec::new()).await?;
+            self.exchange(&link, req, sync, Vec::new()).await?;
             self.home_next_count.set(Some(n));
         }
         let counted = fwd.count.is_some();
         let reply = self
-            .exchange(&conn, req, fwd, req.message.buffers.clone())
+            .exchange(&link, req, fwd, req.message.buffers.clone())
             .await?;
         if counted && let Some(r) = &reply {
             let home_count = r
@@ -297,50 +309,37 @@ impl Home {
                 .get("execution_count")
                 .and_then(serde_json::Value::as_u64)
                 .map(|c| c as u32 + 1);
-            self.home_next_count
-                .set(home_count.filter(|_| conn.is_ipython()));
+            self.home_next_count.set(home_count.filter(|_| ipython));
         }
         Ok(reply)
     }
 
     async fn exchange(
         &self,
-        conn: &Rc<Connection>,
+        link: &Rc<Link>,
         req: &Request,
         fwd: Forward<'_>,
         buffers: Vec<Vec<u8>>,
     ) -> Result<Option<Message>, HomeError> {
-        let mut msg = conn
+        let mut msg = link
             .sender
             .session()
             .message_raw(fwd.msg_type, fwd.content, None);
         msg.metadata = req.message.metadata.clone();
         msg.buffers = buffers;
-        let id = msg.header.msg_id.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        conn.routes.borrow_mut().insert(
-            id.clone(),
-            Route {
-                parent: req.header().clone(),
-                count: fwd.count,
-                events: tx,
-            },
-        );
-        conn.recent
+        self.recent
             .borrow_mut()
-            .insert(id.clone(), req.header().clone());
-        let _unroute = Unroute { conn, id: &id };
-        if let Some(status) = conn.process.exit_status() {
-            return Err(self.died(status));
-        }
-        conn.sender.send_message(fwd.channel, &msg);
+            .insert(msg.header.msg_id.clone(), req.header().clone());
+        let (listener, mut rx) = channel_listener();
+        let _route = link
+            .request(fwd.channel, msg, listener)
+            .map_err(|reason| self.died(reason))?;
 
         let mut reply: Option<Message> = None;
         let mut idle = false;
         let mut input: Option<(Header, PendingInput<'_>)> = None;
         loop {
-            let done_waiting = idle && (reply.is_some() || !fwd.expects_reply);
-            if done_waiting {
+            if idle && (reply.is_some() || !fwd.expects_reply) {
                 break;
             }
             // Past the essential message, a missing `idle` or reply must not hang the cell.
@@ -353,14 +352,19 @@ impl Home {
             };
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Some(RouteEvent::Reply(m)) => reply = Some(m),
-                    Some(RouteEvent::Idle) => idle = true,
-                    Some(RouteEvent::Output) => {}
-                    Some(RouteEvent::Input(m)) => {
-                        let content = m.content.clone();
-                        input = Some((m.header, Box::pin(async move { req.input_raw(&content).await })));
+                    Some(LinkEvent::Message(Channel::Iopub, m)) => {
+                        if self.relay_output(req, fwd.count, m) {
+                            idle = true;
+                        }
                     }
-                    Some(RouteEvent::Died(status)) => return Err(self.died(status)),
+                    Some(LinkEvent::Message(Channel::Stdin, m)) => {
+                        if m.msg_type() == "input_request" {
+                            let content = m.content.clone();
+                            input = Some((m.header, Box::pin(async move { req.input_raw(&content).await })));
+                        }
+                    }
+                    Some(LinkEvent::Message(_, m)) => reply = Some(m),
+                    Some(LinkEvent::Died(status)) => return Err(self.died(status)),
                     None => return Err(HomeError::Stopped),
                 },
                 answer = async { input.as_mut().map(|(_, f)| f.as_mut()).expect("guarded").await }, if input.is_some() => {
@@ -370,8 +374,8 @@ impl Home {
                         // The frontend cannot answer: give the kernel an empty line rather than a hang.
                         Err(_) => to_raw(&json!({"value": ""})),
                     };
-                    let msg = conn.sender.session().message_raw("input_reply", content, Some(&parent));
-                    conn.sender.send_message(Channel::Stdin, &msg);
+                    let msg = link.sender.session().message_raw("input_reply", content, Some(&parent));
+                    link.sender.send_message(Channel::Stdin, &msg);
                 }
                 () = tokio::time::sleep(grace.unwrap_or(Duration::MAX)), if grace.is_some() => {
                     tracing::warn!(msg_type = fwd.msg_type, reply = reply.is_some(), idle,
@@ -383,6 +387,26 @@ impl Home {
         Ok(reply)
     }
 
+    /// Republish one IOPub message of a live request; true when it was its `idle`.
+    fn relay_output(&self, req: &Request, count: Option<u32>, mut msg: Message) -> bool {
+        match msg.msg_type() {
+            "status" => return msg.content.get().contains("\"idle\""),
+            // The server publishes its own execute_input; welcomes are per connection.
+            "execute_input" | "iopub_welcome" => return false,
+            "execute_result" => {
+                if let Some(count) = count
+                    && let Ok(mut result) = msg.parse_content::<ExecuteResult>()
+                {
+                    result.execution_count = count;
+                    msg.content = to_raw(&result);
+                }
+            }
+            _ => {}
+        }
+        req.relay(msg);
+        false
+    }
+
     fn died(&self, status: String) -> HomeError {
         HomeError::Died {
             name: self.name.clone(),
@@ -390,158 +414,23 @@ impl Home {
         }
     }
 
-    /// Reads everything the home kernel sends, for as long as it lives.
-    async fn pump(self: Rc<Self>, conn: Rc<Connection>, mut receiver: ClientReceiver) {
-        let status = loop {
-            tokio::select! {
-                ev = receiver.recv() => match ev {
-                    Some(Event::Message(channel, msg)) => self.route(&conn, channel, msg),
-                    Some(Event::HeartbeatLost) => tracing::warn!(home = %self.name, "home kernel heartbeat lost"),
-                    Some(Event::HeartbeatRestored) => tracing::info!(home = %self.name, "home kernel heartbeat back"),
-                    None => break "connection closed".to_owned(),
-                },
-                status = conn.process.exited() => break status,
-            }
-        };
-        tracing::warn!(home = %self.name, %status, "home kernel ended");
-        let still_current = self
-            .conn
-            .borrow()
-            .as_ref()
-            .is_some_and(|c| Rc::ptr_eq(c, &conn));
-        if still_current {
-            *self.conn.borrow_mut() = None;
-            if *self.phase.borrow() != Phase::Stopped {
-                self.phase.send_replace(Phase::Died(status.clone()));
-            }
-        }
-        for route in conn.routes.borrow().values() {
-            let _ = route.events.send(RouteEvent::Died(status.clone()));
-        }
-    }
-
-    fn route(&self, conn: &Connection, channel: Channel, mut msg: Message) {
-        let routes = conn.routes.borrow();
-        let route = msg.parent_id().and_then(|p| routes.get(p));
-        let notify = |ev: RouteEvent| {
-            if let Some(r) = route {
-                let _ = r.events.send(ev);
-            }
-        };
-        match channel {
-            Channel::Iopub => {
-                match msg.msg_type() {
-                    "status" => {
-                        if msg.content.get().contains("\"idle\"") {
-                            notify(RouteEvent::Idle);
-                        }
-                        return;
-                    }
-                    // The server publishes its own execute_input; welcomes are per connection.
-                    "execute_input" | "iopub_welcome" => return,
-                    "execute_result" => {
-                        if let Some(count) = route.and_then(|r| r.count)
-                            && let Ok(mut result) = msg.parse_content::<ExecuteResult>()
-                        {
-                            result.execution_count = count;
-                            msg.content = to_raw(&result);
-                        }
-                    }
-                    _ => {}
-                }
-                let parent = match route {
-                    Some(r) => Some(r.parent.clone()),
-                    None => msg
-                        .parent_id()
-                        .and_then(|p| conn.recent.borrow().map.get(p).cloned()),
-                };
-                notify(RouteEvent::Output);
-                match parent {
-                    Some(p) => self.publisher.relay(msg, Some(&p)),
-                    None => {
-                        let original = msg.parent_header.clone();
-                        self.publisher.relay(msg, original.as_ref());
-                    }
-                }
-            }
-            Channel::Stdin => {
-                if msg.msg_type() == "input_request" && route.is_some() {
-                    notify(RouteEvent::Input(msg));
-                } else {
-                    tracing::warn!(
-                        msg_type = msg.msg_type(),
-                        "unexpected stdin message from the home kernel"
-                    );
-                }
-            }
-            Channel::Shell | Channel::Control => notify(RouteEvent::Reply(msg)),
-            Channel::Heartbeat => {}
-        }
-    }
-
     /// Interrupt the running home kernel the way its kernelspec asks.
     pub async fn interrupt(&self) {
-        let Some(conn) = self.conn.borrow().clone() else {
-            return;
-        };
-        match conn.process.interrupt_mode {
-            InterruptMode::Signal => {
-                conn.process.interrupt_signal();
-            }
-            InterruptMode::Message => {
-                let (tx, mut rx) = mpsc::unbounded_channel();
-                let h = conn
-                    .sender
-                    .send(Channel::Control, "interrupt_request", &json!({}), None);
-                conn.routes.borrow_mut().insert(
-                    h.msg_id.clone(),
-                    Route {
-                        parent: h.clone(),
-                        count: None,
-                        events: tx,
-                    },
-                );
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while let Some(ev) = rx.recv().await {
-                        if matches!(ev, RouteEvent::Reply(_) | RouteEvent::Died(_)) {
-                            break;
-                        }
-                    }
-                })
-                .await;
-                conn.routes.borrow_mut().remove(&h.msg_id);
-            }
+        let link = self.link.borrow().clone();
+        if let Some(link) = link {
+            link.interrupt();
         }
     }
 
     /// Stop the home kernel: a polite shutdown_request, then its process group.
     pub async fn shutdown(&self) {
         self.phase.send_replace(Phase::Stopped);
-        let conn = self.conn.borrow_mut().take();
-        if let Some(conn) = conn {
-            conn.sender.send(
-                Channel::Control,
-                "shutdown_request",
-                &json!({"restart": false}),
-                None,
-            );
-            let _ = tokio::time::timeout(Duration::from_millis(1500), conn.process.exited()).await;
-            conn.process.terminate(Duration::from_secs(2)).await;
+        let link = self.link.borrow_mut().take();
+        if let Some(link) = link {
+            link.shutdown(Duration::from_millis(1500)).await;
         }
     }
 }
 
 /// The frontend's answer to a relayed input_request, still to come.
 type PendingInput<'a> = Pin<Box<dyn Future<Output = Result<Message, InputError>> + 'a>>;
-
-/// Forgets a route when its request is done (or dropped by an interrupt).
-struct Unroute<'a> {
-    conn: &'a Connection,
-    id: &'a str,
-}
-
-impl Drop for Unroute<'_> {
-    fn drop(&mut self) {
-        self.conn.routes.borrow_mut().remove(self.id);
-    }
-}

@@ -318,7 +318,10 @@ mod tests {
         assert!(dout.send(vec![b"queued".to_vec()]));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (_rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
-        assert_eq!(recv(&mut rin).await, vec![b"early".to_vec(), b"queued".to_vec()]);
+        assert_eq!(
+            recv(&mut rin).await,
+            vec![b"early".to_vec(), b"queued".to_vec()]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -361,7 +364,10 @@ mod tests {
         // Our SUB subscribes to everything: the XPUB reports 0x01 + empty topic.
         assert_eq!(recv(&mut pin).await, vec![vec![1u8]]);
         pout.send(vec![b"topic".to_vec(), b"body".to_vec()]);
-        assert_eq!(recv(&mut sin).await, vec![b"topic".to_vec(), b"body".to_vec()]);
+        assert_eq!(
+            recv(&mut sin).await,
+            vec![b"topic".to_vec(), b"body".to_vec()]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -388,7 +394,9 @@ mod tests {
         let port = free_port();
         let ep = format!("tcp://127.0.0.1:{port}");
         let (_rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
-        let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         junk.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
         let mut buf = [0u8; 128];
         // We send our greeting, then close on the bad one.

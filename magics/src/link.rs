@@ -1,0 +1,271 @@
+//! A connection to one kernel pxkernel drives (the home kernel or an engine):
+//! a pump task reads everything the kernel sends and hands each message to the
+//! request it belongs to (by parent msg_id), or to a fallback for messages of no
+//! live request; it notices the kernel's death (process exit, lost heartbeat)
+//! and tells every waiting request.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use pxkernel_kernel::client::{ClientReceiver, ClientSender, Event};
+use pxkernel_kernel::kernelspec::{InterruptMode, RunningKernel};
+use pxkernel_kernel::protocol::content::KernelInfoReply;
+use pxkernel_kernel::protocol::{Channel, Message};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+/// What a request hears from its kernel.
+// Nearly every event is a message: boxing it would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A message whose parent is the request.
+    Message(Channel, Message),
+    /// The kernel died; the request will get nothing more.
+    Died(String),
+}
+
+/// Receives the events of one request.
+pub type Listener = Rc<dyn Fn(LinkEvent)>;
+
+/// How a link reacts to a lost heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeartbeatLoss {
+    /// Only log it (the process watch decides).
+    Log,
+    /// Treat the kernel as dead (engines: a frozen or unreachable kernel must not block cells).
+    Dead,
+}
+
+/// A running kernel and the requests in flight on it.
+pub struct Link {
+    /// Sends to the kernel.
+    pub sender: ClientSender,
+    /// Its kernel_info_reply.
+    pub info: KernelInfoReply,
+    process: Option<RunningKernel>,
+    interrupt_mode: InterruptMode,
+    routes: RefCell<HashMap<String, Listener>>,
+    dead: watch::Sender<Option<String>>,
+    busy: Cell<bool>,
+    started: Instant,
+}
+
+impl Link {
+    /// Wrap a started kernel and start its pump. `unrouted` gets every message that
+    /// belongs to no live request.
+    pub fn new(
+        sender: ClientSender,
+        receiver: ClientReceiver,
+        info: KernelInfoReply,
+        process: Option<RunningKernel>,
+        interrupt_mode: InterruptMode,
+        heartbeat_loss: HeartbeatLoss,
+        unrouted: impl Fn(Channel, Message) + 'static,
+    ) -> Rc<Link> {
+        let link = Rc::new(Link {
+            sender,
+            info,
+            process,
+            interrupt_mode,
+            routes: RefCell::new(HashMap::new()),
+            dead: watch::Sender::new(None),
+            busy: Cell::new(false),
+            started: Instant::now(),
+        });
+        let l = link.clone();
+        tokio::task::spawn_local(async move { l.pump(receiver, heartbeat_loss, unrouted).await });
+        link
+    }
+
+    /// The process, when we started it.
+    pub fn process(&self) -> Option<&RunningKernel> {
+        self.process.as_ref()
+    }
+
+    /// Why it died, once it has.
+    pub fn death(&self) -> Option<String> {
+        self.dead.borrow().clone()
+    }
+
+    /// Resolves when the kernel has died, with why.
+    pub async fn died(&self) -> String {
+        let mut rx = self.dead.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "connection closed".to_owned();
+            }
+        }
+    }
+
+    /// Whether its last status was busy.
+    pub fn is_busy(&self) -> bool {
+        self.busy.get()
+    }
+
+    /// Time since the heartbeat last answered (None when it never has).
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        self.sender.heartbeat_age()
+    }
+
+    /// Time since the link was made.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Send a request and route everything it causes to `listener` until the
+    /// returned guard is dropped. Returns the guard and the request's msg_id.
+    pub fn request(
+        self: &Rc<Self>,
+        channel: Channel,
+        mut msg: Message,
+        listener: Listener,
+    ) -> Result<RouteGuard, String> {
+        if let Some(reason) = self.death() {
+            return Err(reason);
+        }
+        if msg.header.session.is_empty() {
+            msg.header.session = self.sender.session().id().to_owned();
+        }
+        let id = msg.header.msg_id.clone();
+        self.routes.borrow_mut().insert(id.clone(), listener);
+        self.sender.send_message(channel, &msg);
+        Ok(RouteGuard {
+            link: self.clone(),
+            id,
+        })
+    }
+
+    /// Build a message of our session (to pass to [`Link::request`]).
+    pub fn message<T: serde::Serialize + ?Sized>(&self, msg_type: &str, content: &T) -> Message {
+        self.sender.session().message(msg_type, content, None)
+    }
+
+    /// Interrupt the kernel the way its kernelspec asks (a message, or SIGINT).
+    pub fn interrupt(self: &Rc<Self>) {
+        match (self.interrupt_mode, &self.process) {
+            (InterruptMode::Signal, Some(p)) => {
+                p.interrupt_signal();
+            }
+            // Connected kernels we did not start can only be asked.
+            _ => {
+                self.sender
+                    .send(Channel::Control, "interrupt_request", &json!({}), None);
+            }
+        }
+    }
+
+    /// Ask the kernel to shut down, then stop its process group.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.sender.send(
+            Channel::Control,
+            "shutdown_request",
+            &json!({"restart": false}),
+            None,
+        );
+        if let Some(p) = &self.process {
+            let _ = tokio::time::timeout(grace, p.exited()).await;
+            p.terminate(Duration::from_secs(2)).await;
+        }
+    }
+
+    fn declare_dead(&self, reason: String) {
+        if self.dead.borrow().is_some() {
+            return;
+        }
+        self.dead.send_replace(Some(reason.clone()));
+        let listeners: Vec<Listener> = self.routes.borrow().values().cloned().collect();
+        for l in listeners {
+            l(LinkEvent::Died(reason.clone()));
+        }
+    }
+
+    async fn pump(
+        self: Rc<Self>,
+        mut receiver: ClientReceiver,
+        heartbeat_loss: HeartbeatLoss,
+        unrouted: impl Fn(Channel, Message),
+    ) {
+        let exited = async {
+            match &self.process {
+                Some(p) => p.exited().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(exited);
+        let reason = loop {
+            tokio::select! {
+                ev = receiver.recv() => match ev {
+                    Some(Event::Message(channel, msg)) => self.dispatch(channel, msg, &unrouted),
+                    Some(Event::HeartbeatLost) => {
+                        tracing::warn!(kernel = %self.info.implementation, "heartbeat lost");
+                        if heartbeat_loss == HeartbeatLoss::Dead {
+                            break "heartbeat lost".to_owned();
+                        }
+                    }
+                    Some(Event::HeartbeatRestored) => {}
+                    None => break "connection closed".to_owned(),
+                },
+                status = &mut exited => break status,
+            }
+        };
+        self.busy.set(false);
+        self.declare_dead(reason);
+    }
+
+    fn dispatch(&self, channel: Channel, msg: Message, unrouted: &impl Fn(Channel, Message)) {
+        if channel == Channel::Iopub && msg.msg_type() == "status" {
+            self.busy.set(msg.content.get().contains("\"busy\""));
+        }
+        let listener = msg
+            .parent_id()
+            .and_then(|p| self.routes.borrow().get(p).cloned());
+        match listener {
+            Some(l) => l(LinkEvent::Message(channel, msg)),
+            None => unrouted(channel, msg),
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // The process (if ours) is killed by RunningKernel's own Drop.
+        self.routes.borrow_mut().clear();
+    }
+}
+
+/// Keeps a request routed; dropping it forgets the route (late messages then
+/// go to the link's fallback).
+pub struct RouteGuard {
+    link: Rc<Link>,
+    id: String,
+}
+
+impl RouteGuard {
+    /// The request's msg_id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.link.routes.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Collects a listener's events into a channel, for a request that waits in a loop.
+pub fn channel_listener() -> (Listener, mpsc::UnboundedReceiver<LinkEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Rc::new(move |ev| {
+            let _ = tx.send(ev);
+        }),
+        rx,
+    )
+}
