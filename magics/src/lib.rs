@@ -16,6 +16,7 @@ pub mod install;
 pub mod link;
 pub mod lsmagic;
 pub mod parse;
+pub mod px;
 pub mod registry;
 pub mod session;
 

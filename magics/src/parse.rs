@@ -356,6 +356,94 @@ pub fn parse_options(
     Ok(parsed)
 }
 
+/// The next shell-style word of `text` from byte `pos`: its unquoted value and the
+/// byte range it spans (quotes may hide whitespace). None at the end.
+fn next_word(
+    magic: &str,
+    text: &str,
+    pos: usize,
+) -> Result<Option<(String, usize, usize)>, ParseError> {
+    let rest = &text[pos..];
+    let start = pos + (rest.len() - rest.trim_start().len());
+    if start >= text.len() {
+        return Ok(None);
+    }
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut end = text.len();
+    for (i, c) in text[start..].char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (quote, c) {
+            (Some('"'), '\\') | (None, '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, c) if c.is_whitespace() => {
+                end = start + i;
+                break;
+            }
+            (None, _) => {}
+        }
+    }
+    let words = split_args(magic, &text[start..end])?;
+    Ok(Some((words.concat(), start, end)))
+}
+
+/// Parse the options at the start of `text` and return them with the raw text
+/// that follows (the code of `%px --targets 0 print("a  b")`, kept verbatim).
+/// Options end at the first word that is not an option, or after `--`.
+pub fn parse_leading<'t>(
+    magic: &str,
+    specs: &[OptSpec],
+    text: &'t str,
+) -> Result<(Parsed, &'t str), ParseError> {
+    let mut words: Vec<String> = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some((word, start, end)) = next_word(magic, text, pos)? else {
+            pos = text.len();
+            break;
+        };
+        if word == "--" {
+            pos = end;
+            break;
+        }
+        if !word.starts_with('-') || word == "-" || is_number(&word) {
+            pos = start;
+            break;
+        }
+        words.push(word.clone());
+        pos = end;
+        let long = word.trim_start_matches('-');
+        let spec = if word.starts_with("--") {
+            specs
+                .iter()
+                .find(|s| s.long == long.split('=').next().unwrap_or(""))
+        } else {
+            specs
+                .iter()
+                .find(|s| Some(long.chars().next().unwrap_or('-')) == s.short)
+        };
+        let inline = word.contains('=') || (!word.starts_with("--") && long.chars().count() > 1);
+        if let Some(OptSpec {
+            takes: Takes::Value(_),
+            ..
+        }) = spec
+            && !inline
+            && let Some((value, _, vend)) = next_word(magic, text, pos)?
+            && !value.starts_with("--")
+        {
+            words.push(value);
+            pos = vend;
+        }
+    }
+    let parsed = parse_options(magic, specs, &words)?;
+    Ok((parsed, text[pos..].trim_start()))
+}
+
 fn is_number(s: &str) -> bool {
     s.len() > 1 && s[1..].starts_with(|c: char| c.is_ascii_digit()) && s.parse::<f64>().is_ok()
 }
@@ -531,5 +619,63 @@ mod tests {
         for (label, args, want) in cases {
             assert_eq!(parse(args).unwrap_err().to_string(), *want, "case {label}");
         }
+    }
+
+    #[test]
+    fn leading_options_then_raw_code() {
+        let cases: &[(&str, &str, Option<&str>, bool, &str)] = &[
+            (
+                "no options",
+                r#"print("a  b")"#,
+                None,
+                false,
+                r#"print("a  b")"#,
+            ),
+            (
+                "options then code",
+                r#"--targets 0,1 --block print("a  b")"#,
+                Some("0,1"),
+                true,
+                r#"print("a  b")"#,
+            ),
+            (
+                "inline value",
+                "--targets=::2 x = 1",
+                Some("::2"),
+                false,
+                "x = 1",
+            ),
+            ("short with value", "-t -1 x", Some("-1"), false, "x"),
+            (
+                "double dash ends options",
+                "--block -- -x",
+                None,
+                true,
+                "-x",
+            ),
+            (
+                "quoted value",
+                "--targets '0, 1' y",
+                Some("0, 1"),
+                false,
+                "y",
+            ),
+            (
+                "code may start with a number",
+                "--block -1 + 2",
+                None,
+                true,
+                "-1 + 2",
+            ),
+            ("nothing", "", None, false, ""),
+        ];
+        for (label, text, targets, block, code) in cases {
+            let (p, rest) = parse_leading("px", SPECS, text).unwrap();
+            assert_eq!(p.value("targets"), *targets, "case {label}");
+            assert_eq!(p.has("block"), *block, "case {label}");
+            assert_eq!(rest, *code, "case {label}");
+        }
+        let e = parse_leading("px", SPECS, "--nope x").unwrap_err();
+        assert!(e.to_string().contains("--nope"));
     }
 }
