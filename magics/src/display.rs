@@ -59,6 +59,189 @@ pub fn definition_table(title: &str, rows: &[(String, String)], footer: &str) ->
     bundle
 }
 
+/// How a column's cells line up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    /// Text.
+    Left,
+    /// Numbers.
+    Right,
+}
+
+/// A cell of a [`Table`]: text, or a missing value shown distinctly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// A value.
+    Text(String),
+    /// No value (NULL).
+    Missing,
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Self {
+        Cell::Text(s)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Self {
+        Cell::Text(s.to_owned())
+    }
+}
+
+/// A table shown as aligned text/plain and an HTML table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Table {
+    /// Column names and alignment.
+    pub columns: Vec<(String, Align)>,
+    /// Rows of cells, one per column.
+    pub rows: Vec<Vec<Cell>>,
+    /// A line under the table (e.g. `3 rows`).
+    pub footer: Option<String>,
+    /// How a missing value reads in text.
+    pub missing_text: &'static str,
+}
+
+impl Table {
+    /// A table with these columns and no rows.
+    pub fn new(columns: &[(&str, Align)]) -> Table {
+        Table {
+            columns: columns.iter().map(|(n, a)| ((*n).to_owned(), *a)).collect(),
+            rows: Vec::new(),
+            footer: None,
+            missing_text: "NULL",
+        }
+    }
+
+    fn text_of<'a>(&'a self, c: &'a Cell) -> &'a str {
+        match c {
+            Cell::Text(t) => t,
+            Cell::Missing => self.missing_text,
+        }
+    }
+
+    /// The text/plain rendering: a header, a rule, aligned rows, the footer.
+    pub fn to_text(&self) -> String {
+        let width = |s: &str| s.chars().count();
+        let mut widths: Vec<usize> = self.columns.iter().map(|(n, _)| width(n)).collect();
+        for row in &self.rows {
+            for (i, c) in row.iter().enumerate().take(widths.len()) {
+                widths[i] = widths[i].max(width(&one_line(self.text_of(c))));
+            }
+        }
+        let pad = |s: &str, w: usize, a: Align| {
+            let fill = " ".repeat(w.saturating_sub(width(s)));
+            match a {
+                Align::Left => format!("{s}{fill}"),
+                Align::Right => format!("{fill}{s}"),
+            }
+        };
+        let mut out = String::new();
+        let header: Vec<String> = self
+            .columns
+            .iter()
+            .zip(&widths)
+            .map(|((n, a), w)| pad(n, *w, *a))
+            .collect();
+        out.push_str(header.join("  ").trim_end());
+        out.push('\n');
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        out.push_str(&rule.join("  "));
+        out.push('\n');
+        for row in &self.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .zip(&self.columns)
+                .map(|((c, w), (_, a))| pad(&one_line(self.text_of(c)), *w, *a))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        if let Some(f) = &self.footer {
+            out.push_str(f);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The text/html rendering, every value escaped.
+    pub fn to_html(&self) -> String {
+        let mut out = String::from("<table>\n<thead><tr>");
+        for (n, a) in &self.columns {
+            out.push_str(&format!(
+                "<th style=\"text-align:{}\">{}</th>",
+                css(*a),
+                escape_html(n)
+            ));
+        }
+        out.push_str("</tr></thead>\n<tbody>\n");
+        for row in &self.rows {
+            out.push_str("<tr>");
+            for (c, (_, a)) in row.iter().zip(&self.columns) {
+                match c {
+                    Cell::Text(t) => out.push_str(&format!(
+                        "<td style=\"text-align:{}\">{}</td>",
+                        css(*a),
+                        escape_html(t)
+                    )),
+                    Cell::Missing => out.push_str(&format!(
+                        "<td style=\"text-align:{};color:#999\"><em>{}</em></td>",
+                        css(*a),
+                        escape_html(self.missing_text)
+                    )),
+                }
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody>\n</table>\n");
+        if let Some(f) = &self.footer {
+            out.push_str(&format!("<p>{}</p>\n", escape_html(f)));
+        }
+        out
+    }
+
+    /// Both renderings as a MIME bundle.
+    pub fn bundle(&self) -> MimeBundle {
+        let mut b = MimeBundle::new();
+        b.insert("text/plain".to_owned(), Value::String(self.to_text()));
+        b.insert("text/html".to_owned(), Value::String(self.to_html()));
+        b
+    }
+}
+
+fn css(a: Align) -> &'static str {
+    match a {
+        Align::Left => "left",
+        Align::Right => "right",
+    }
+}
+
+/// Newlines and tabs in a text cell would break the alignment.
+fn one_line(s: &str) -> String {
+    if s.contains(['\n', '\t', '\r']) {
+        s.replace('\n', "\\n")
+            .replace('\t', " ")
+            .replace('\r', "\\r")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A duration as people read it: `850 ms`, `12 s`, `3 min 5 s`, `2 h 4 min`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        format!("{} ms", d.as_millis())
+    } else if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{} h {} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +263,38 @@ mod tests {
         );
         assert_eq!(b["text/plain"], "T\n  %a    one\n  %bbb  <two>\n\nfoot\n");
         assert!(b["text/html"].as_str().unwrap().contains("&lt;two&gt;"));
+    }
+
+    #[test]
+    fn table_text_aligns_and_marks_missing_values() {
+        let mut t = Table::new(&[("id", Align::Right), ("name", Align::Left)]);
+        t.rows.push(vec!["1".into(), "a\tb".into()]);
+        t.rows.push(vec!["10".into(), Cell::Missing]);
+        t.footer = Some("2 rows".into());
+        assert_eq!(
+            t.to_text(),
+            "id  name\n--  ----\n 1  a b\n10  NULL\n2 rows\n"
+        );
+    }
+
+    #[test]
+    fn table_html_escapes_and_aligns() {
+        let mut t = Table::new(&[("<n>", Align::Right)]);
+        t.rows.push(vec!["<script>".into()]);
+        t.rows.push(vec![Cell::Missing]);
+        let h = t.to_html();
+        assert!(h.contains("<th style=\"text-align:right\">&lt;n&gt;</th>"));
+        assert!(h.contains("&lt;script&gt;"));
+        assert!(h.contains("<em>NULL</em>"));
+        assert!(!h.contains("<script>"));
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(human_duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(human_duration(Duration::from_secs(12)), "12 s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3 min 5 s");
+        assert_eq!(human_duration(Duration::from_secs(7440)), "2 h 4 min");
     }
 }

@@ -28,6 +28,8 @@ pub struct MagicSpec {
     pub usage: &'static str,
     /// Its options.
     pub options: &'static [OptSpec],
+    /// Subcommands (first word), if it has any.
+    pub subcommands: &'static [&'static str],
     /// Longer help, after the options.
     pub details: &'static str,
 }
@@ -74,12 +76,110 @@ pub const LSMAGIC: MagicSpec = MagicSpec {
     summary: "List the magics pxkernel runs itself; every other magic goes to the home kernel.",
     usage: "%lsmagic",
     options: &[],
+    subcommands: &[],
     details: "Magics not in this list (%timeit, %matplotlib, %%time, !cmd, …) are passed \
 to the home kernel unchanged. Add ? to a magic for its help, e.g. %lsmagic?",
 };
 
+/// `%px` / `%%px`.
+pub const PX: MagicSpec = MagicSpec {
+    name: "px",
+    form: Form::Both,
+    summary: "Run code on the engines in parallel and show their output as it arrives.",
+    usage: "%px [options] CODE\n%%px [options]\nCELL",
+    options: crate::px::options::SPECS,
+    subcommands: &[],
+    details: "Output is tagged by engine: [stdout:0], [stderr:1], [output:2] before displays, \
+Out[0:5] results, [3:execute] errors. The cell fails when any target engine errors, dies or \
+times out, naming each one; the others' output is still shown. Interrupt stops every busy \
+target engine. Defaults come from %pxconfig.",
+};
+
+/// `%autopx`.
+pub const AUTOPX: MagicSpec = MagicSpec {
+    name: "autopx",
+    form: Form::Line,
+    summary: "Toggle running every plain cell on the engines, as if it began with %%px.",
+    usage: "%autopx",
+    options: &[],
+    subcommands: &[],
+    details: "Run %autopx again to go back to the home kernel.",
+};
+
+/// `%pxresult`.
+pub const PXRESULT: MagicSpec = MagicSpec {
+    name: "pxresult",
+    form: Form::Line,
+    summary: "Show the result of the last %px --noblock, waiting for it if needed.",
+    usage: "%pxresult",
+    options: &[],
+    subcommands: &[],
+    details: "",
+};
+
+/// `%pxconfig`.
+pub const PXCONFIG: MagicSpec = MagicSpec {
+    name: "pxconfig",
+    form: Form::Line,
+    summary: "Set the default options of %px (with no options: show them).",
+    usage: "%pxconfig [options]",
+    options: crate::px::options::SPECS,
+    subcommands: &[],
+    details: "",
+};
+
+const fn flag(
+    long: &'static str,
+    short: Option<char>,
+    takes: crate::parse::Takes,
+    help: &'static str,
+) -> OptSpec {
+    OptSpec {
+        long,
+        short,
+        takes,
+        help,
+    }
+}
+
+/// The options of `%engines start`.
+pub const ENGINES_START: &[OptSpec] = &[
+    flag(
+        "n",
+        Some('n'),
+        Takes::Value("N"),
+        "how many engines to start",
+    ),
+    flag(
+        "kernel",
+        None,
+        Takes::Value("KERNELSPEC"),
+        "the kernelspec of the engines (default: the home kernel's)",
+    ),
+    flag(
+        "timeout",
+        None,
+        Takes::Value("SECONDS"),
+        "how long an engine may take to answer (default 60)",
+    ),
+];
+
+/// `%engines`.
+pub const ENGINES: MagicSpec = MagicSpec {
+    name: "engines",
+    form: Form::Line,
+    summary: "Start, list, stop, restart or attach the engines %px runs on.",
+    usage: "%engines [list]\n%engines start -n N [--kernel KERNELSPEC] [--timeout SECONDS]\n\
+%engines stop [TARGETS]\n%engines restart TARGETS\n%engines connect FILE...",
+    options: ENGINES_START,
+    subcommands: &["list", "start", "stop", "restart", "connect"],
+    details: "Engines are Jupyter kernels of any language. Ids are integers from 0, stable for \
+the notebook's life; a later start adds more. A dead engine is shown dead within 3 s and never \
+blocks a cell. TARGETS: all, 3, 0,2,5, 1:4, ::2, -1.",
+};
+
 /// Every magic pxkernel owns.
-pub const MAGICS: &[MagicSpec] = &[LSMAGIC];
+pub const MAGICS: &[MagicSpec] = &[LSMAGIC, PX, AUTOPX, PXRESULT, PXCONFIG, ENGINES];
 
 /// The magic of this name.
 pub fn find(name: &str) -> Option<&'static MagicSpec> {
@@ -153,7 +253,11 @@ pub fn complete(code: &str, cursor_pos: usize) -> Option<Completion> {
                 v
             })
             .collect();
-        matches.sort();
+        // By name, the line form before the cell form: %px, %%px, %pxconfig.
+        matches.sort_by(|a, b| {
+            let key = |m: &String| (m.trim_start_matches('%').to_owned(), m.len());
+            key(a).cmp(&key(b))
+        });
         matches.dedup();
         let start = char_count(&code[..line_start + indent]);
         return Some(Completion {
@@ -174,6 +278,21 @@ pub fn complete(code: &str, cursor_pos: usize) -> Option<Completion> {
     let token_start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
     let token = &before[token_start..];
     if !token.starts_with('-') {
+        // The first word after the magic's name: its subcommands.
+        let after_name = word[name_len..].trim_start();
+        if !spec.subcommands.is_empty() && !after_name.contains(char::is_whitespace) {
+            return Some(Completion {
+                kind: CompletionKind::Option,
+                matches: spec
+                    .subcommands
+                    .iter()
+                    .filter(|s| s.starts_with(after_name))
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+                start: char_count(&code[..line_start + token_start]),
+                end,
+            });
+        }
         return None;
     }
     let stem = token.trim_start_matches('-');
@@ -222,7 +341,29 @@ mod tests {
     fn completes_magic_names() {
         let cases: &[(&str, &str, usize, &[&str], usize)] = &[
             ("line prefix", "%ls", 3, &["%lsmagic"], 0),
-            ("all line magics", "%", 1, &["%lsmagic"], 0),
+            (
+                "all line magics",
+                "%",
+                1,
+                &[
+                    "%autopx",
+                    "%engines",
+                    "%lsmagic",
+                    "%px",
+                    "%%px",
+                    "%pxconfig",
+                    "%pxresult",
+                ],
+                0,
+            ),
+            (
+                "px family",
+                "%px",
+                3,
+                &["%px", "%%px", "%pxconfig", "%pxresult"],
+                0,
+            ),
+            ("cell magics", "%%p", 3, &["%%px"], 0),
             ("indented", "x\n  %lsm", 8, &["%lsmagic"], 4),
             ("no cell form of lsmagic", "%%ls", 4, &[], 0),
             ("unknown prefix", "%zz", 3, &[], 0),
@@ -232,6 +373,32 @@ mod tests {
             assert_eq!(c.matches, *want, "case {label}");
             assert_eq!(c.start, *start, "case {label}");
             assert_eq!(c.end, *cursor, "case {label}");
+        }
+    }
+
+    #[test]
+    fn completes_options_and_subcommands() {
+        let cases: &[(&str, &str, &[&str], usize)] = &[
+            ("px option", "%px --ta", &["--targets"], 4),
+            (
+                "px options by prefix",
+                "%px --no",
+                &["--noblock", "--no-stream"],
+                4,
+            ),
+            ("cell magic option", "%%px --bl", &["--block"], 5),
+            ("subcommand", "%engines st", &["start", "stop"], 9),
+            (
+                "option of a subcommand",
+                "%engines start --ke",
+                &["--kernel"],
+                15,
+            ),
+        ];
+        for (label, code, want, start) in cases {
+            let c = complete(code, code.chars().count()).unwrap_or_else(|| panic!("case {label}"));
+            assert_eq!(c.matches, *want, "case {label}");
+            assert_eq!(c.start, *start, "case {label}");
         }
     }
 

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::home::{Forward, Home, HomeError};
 use crate::parse::{Invocation, ParseError, invocation};
+use crate::px::Px;
 use crate::registry::{self, CompletionKind};
 use crate::{display, lsmagic};
 
@@ -30,6 +31,9 @@ pub struct Config {
 pub struct PxKernel {
     config: Config,
     home: Rc<Home>,
+    px: Px,
+    /// A `%px --local` cell is running in the home kernel too.
+    local_running: std::cell::Cell<bool>,
 }
 
 /// A magic's failure, shown to the user as one `error` output.
@@ -52,7 +56,13 @@ impl PxKernel {
     /// Start the home kernel in the background and return the handler.
     pub fn new(config: Config, publisher: Publisher) -> PxKernel {
         let home = Home::spawn(&config.home, publisher);
-        PxKernel { config, home }
+        let px = Px::new(&config.home);
+        PxKernel {
+            config,
+            home,
+            px,
+            local_running: std::cell::Cell::new(false),
+        }
     }
 
     /// The home kernel.
@@ -128,13 +138,52 @@ impl PxKernel {
     async fn run_line_magic(
         &self,
         req: &Request,
+        content: &ExecuteRequest,
         name: &str,
         args: &str,
-    ) -> Result<(), MagicError> {
+    ) -> Result<ExecuteOutcome, MagicError> {
         match name {
-            "lsmagic" => lsmagic::run(req, args, &self.config.home),
-            _ => unreachable_magic(name),
+            "lsmagic" => lsmagic::run(req, args, &self.config.home).map(|()| ExecuteOutcome::ok()),
+            "px" => self.run_px(req, content, args, None).await,
+            "autopx" => {
+                if !args.trim().is_empty() {
+                    return Err(MagicError::Usage(ParseError::UnexpectedArgument {
+                        magic: "autopx".to_owned(),
+                        arg: args.trim().to_owned(),
+                    }));
+                }
+                self.px.toggle_autopx(req);
+                Ok(ExecuteOutcome::ok())
+            }
+            "pxresult" => self.px.pxresult(req).await,
+            "pxconfig" => self.px.pxconfig(req, args).map(|()| ExecuteOutcome::ok()),
+            "engines" => self.px.engines_cmd(req, args).await,
+            _ => Ok(unreachable_magic(name)),
         }
+    }
+
+    /// `%px` / `%%px` (and cells under `%autopx`), with `--local` also at home.
+    async fn run_px(
+        &self,
+        req: &Request,
+        content: &ExecuteRequest,
+        args: &str,
+        body: Option<&str>,
+    ) -> Result<ExecuteOutcome, MagicError> {
+        let plan = self.px.plan("px", args, body)?;
+        if !plan.opts.local {
+            return Ok(self.px.execute(req, &plan).await);
+        }
+        self.local_running.set(true);
+        let (engines, home) = tokio::join!(
+            self.px.execute(req, &plan),
+            self.execute_at_home(req, content, &plan.code)
+        );
+        self.local_running.set(false);
+        Ok(match (engines, home) {
+            (ExecuteOutcome::Ok { .. }, other) => other,
+            (failed, _) => failed,
+        })
     }
 
     /// Forward any request to the home kernel and return its reply as ours.
@@ -250,10 +299,10 @@ impl PxKernel {
     }
 }
 
-fn unreachable_magic(name: &str) -> Result<(), MagicError> {
+fn unreachable_magic(name: &str) -> ExecuteOutcome {
     // The registry and this dispatch are kept in step by a test; reaching this is a bug.
     tracing::error!("magic %{name} is registered but has no implementation");
-    Ok(())
+    ExecuteOutcome::ok()
 }
 
 impl Handler for PxKernel {
@@ -296,16 +345,32 @@ impl Handler for PxKernel {
                     user_expressions: Default::default(),
                 }
             }
+            Some(Invocation::Cell { name, args, body }) if registry::owns(name, true) => {
+                let result = match name {
+                    "px" => self.run_px(req, content, args, Some(body)).await,
+                    _ => Ok(unreachable_magic(name)),
+                };
+                result.unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
+            }
             Some(Invocation::Line { name, args, rest }) if registry::owns(name, false) => {
-                if let Err(e) = self.run_line_magic(req, name, args).await {
-                    return self.fail(req, e.ename(), &e.to_string());
-                }
-                if rest.trim().is_empty() {
-                    ExecuteOutcome::ok()
+                let outcome = match self.run_line_magic(req, content, name, args).await {
+                    Ok(o) => o,
+                    Err(e) => return self.fail(req, e.ename(), &e.to_string()),
+                };
+                if !matches!(outcome, ExecuteOutcome::Ok { .. }) || rest.trim().is_empty() {
+                    outcome
+                } else if self.px.autopx() {
+                    self.run_px(req, content, "", Some(rest))
+                        .await
+                        .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
                 } else {
                     self.execute_at_home(req, content, rest).await
                 }
             }
+            _ if self.px.autopx() => self
+                .run_px(req, content, "", Some(&content.code))
+                .await
+                .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string())),
             _ => self.execute_at_home(req, content, &content.code).await,
         }
     }
@@ -320,11 +385,13 @@ impl Handler for PxKernel {
     }
 
     async fn interrupt(&self) {
-        self.home.interrupt().await;
+        if !self.px.interrupt() || self.local_running.get() {
+            self.home.interrupt().await;
+        }
     }
 
     async fn shutdown(&self, _restart: bool) {
-        self.home.shutdown().await;
+        tokio::join!(self.px.shutdown(), self.home.shutdown());
     }
 }
 
@@ -336,7 +403,7 @@ mod tests {
     fn every_registered_line_magic_is_dispatched() {
         for m in registry::MAGICS {
             assert!(
-                ["lsmagic"].contains(&m.name),
+                ["lsmagic", "px", "autopx", "pxresult", "pxconfig", "engines"].contains(&m.name),
                 "%{} is registered but run_line_magic does not know it",
                 m.name
             );

@@ -3,7 +3,15 @@
 //! - [`targets`]: which engines (`all`, `0,2`, `1:4`, `-1`), pure.
 //! - [`options`]: the options of `%px`/`%pxconfig`, pure.
 //! - [`output`]: engine output shaped for the notebook (`[stdout:0]`, `Out[0:5]:`), pure.
+//! - [`engines`]: the registry — start, attach, stop, restart, liveness.
+//! - [`run`]: one fan-out run, merging outputs as they arrive; never hangs.
+//! - [`commands`]: the magics `%px`, `%autopx`, `%pxresult`, `%pxconfig`, `%engines`.
 
+pub mod commands;
+pub mod engines;
 pub mod options;
 pub mod output;
+pub mod run;
 pub mod targets;
+
+pub use commands::{Plan, Px};

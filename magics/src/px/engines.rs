@@ -1,0 +1,404 @@
+//! The engine registry: kernels started from a kernelspec (all at once) or
+//! attached by their connection files, each with a stable integer id, watched
+//! by heartbeat and process exit so a dead engine is known within seconds.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use pxkernel_kernel::client::{self, HeartbeatPolicy};
+use pxkernel_kernel::kernelspec::{self, InterruptMode, KernelSpec, LaunchOptions};
+use pxkernel_kernel::protocol::ConnectionInfo;
+use tokio::task::JoinSet;
+
+use crate::link::{HeartbeatLoss, Link};
+
+/// Heartbeat of engines: a ping a second, dead after two missed (within 3 s).
+const ENGINE_HEARTBEAT: HeartbeatPolicy = HeartbeatPolicy {
+    period: Duration::from_secs(1),
+    misses: 2,
+};
+
+/// What `%engines` reports about one engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineState {
+    /// Answering and not running anything.
+    Idle,
+    /// Running a request.
+    Busy,
+    /// Gone, and why.
+    Dead(String),
+}
+
+impl EngineState {
+    /// The word shown in tables.
+    pub fn word(&self) -> &'static str {
+        match self {
+            EngineState::Idle => "idle",
+            EngineState::Busy => "busy",
+            EngineState::Dead(_) => "dead",
+        }
+    }
+}
+
+/// One engine.
+pub struct Engine {
+    /// Its id, stable for the notebook's life.
+    pub id: u32,
+    /// The kernelspec it was started from (or the kernel's name when attached).
+    pub kernel: String,
+    /// Where it runs.
+    pub host: String,
+    /// The connection.
+    pub link: Rc<Link>,
+    /// The kernelspec, when we started it (restart uses it).
+    spec: Option<KernelSpec>,
+    /// The connection file, when it was attached.
+    pub attached_from: Option<PathBuf>,
+}
+
+impl Engine {
+    /// Its state now.
+    pub fn state(&self) -> EngineState {
+        match self.link.death() {
+            Some(reason) => EngineState::Dead(reason),
+            None if self.link.is_busy() => EngineState::Busy,
+            None => EngineState::Idle,
+        }
+    }
+
+    /// Its process id, when we started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.link.process().map(|p| p.pid())
+    }
+}
+
+/// Why an engine command failed; each message names the engine or file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Some engines did not start; the others were registered.
+    #[error("{}", failures.join("\n"))]
+    Start {
+        /// One message per failed engine.
+        failures: Vec<String>,
+        /// Ids of those that did start.
+        started: Vec<u32>,
+    },
+    /// No such kernelspec.
+    #[error("{0}")]
+    Spec(String),
+    /// An engine we cannot restart.
+    #[error(
+        "engine {id} was attached from {file}; pxkernel did not start it and cannot restart it"
+    )]
+    NotRestartable {
+        /// The engine.
+        id: u32,
+        /// Its connection file.
+        file: String,
+    },
+}
+
+/// All engines of this notebook.
+#[derive(Default)]
+pub struct Engines {
+    by_id: RefCell<BTreeMap<u32, Rc<Engine>>>,
+    next_id: Cell<u32>,
+}
+
+fn launch_options(id: u32, timeout: Duration) -> LaunchOptions {
+    LaunchOptions {
+        env: vec![("PXKERNEL_ENGINE_ID".to_owned(), id.to_string())],
+        log_prefix: format!("engine {id}"),
+        wait: timeout,
+        heartbeat: Some(ENGINE_HEARTBEAT),
+        ..LaunchOptions::default()
+    }
+}
+
+fn drop_unrouted(
+    id: u32,
+) -> impl Fn(pxkernel_kernel::protocol::Channel, pxkernel_kernel::protocol::Message) {
+    move |_, msg| {
+        tracing::debug!(
+            engine = id,
+            msg_type = msg.msg_type(),
+            "engine message of no live request dropped"
+        );
+    }
+}
+
+impl Engines {
+    /// Sorted ids of every registered engine.
+    pub fn ids(&self) -> Vec<u32> {
+        self.by_id.borrow().keys().copied().collect()
+    }
+
+    /// The engine with this id.
+    pub fn get(&self, id: u32) -> Option<Rc<Engine>> {
+        self.by_id.borrow().get(&id).cloned()
+    }
+
+    /// Every engine, by id.
+    pub fn all(&self) -> Vec<Rc<Engine>> {
+        self.by_id.borrow().values().cloned().collect()
+    }
+
+    fn register(&self, engine: Engine) -> u32 {
+        let id = engine.id;
+        self.by_id.borrow_mut().insert(id, Rc::new(engine));
+        id
+    }
+
+    /// Start `n` engines from kernelspec `spec_name`, all at once; returns when
+    /// every one has answered (or failed). Ids follow the highest ever given.
+    pub async fn start(
+        &self,
+        n: u32,
+        spec_name: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u32>, EngineError> {
+        let spec = kernelspec::find(spec_name).map_err(|e| EngineError::Spec(e.to_string()))?;
+        let first = self.next_id.get();
+        let mut set = JoinSet::new();
+        for i in 0..n {
+            let spec = spec.clone();
+            let opts = launch_options(first + i, timeout);
+            set.spawn_local(async move { (i, kernelspec::start(&spec, &opts).await) });
+        }
+        let mut results = Vec::with_capacity(n as usize);
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => results.push(r),
+                Err(e) => tracing::error!("engine start task failed: {e}"),
+            }
+        }
+        results.sort_by_key(|(i, _)| *i);
+        // Ids are given at launch (engines see theirs in PXKERNEL_ENGINE_ID); a
+        // failed start leaves a gap rather than renumbering the others.
+        self.next_id.set(first + n);
+        let mut started = Vec::new();
+        let mut failures = Vec::new();
+        for (i, result) in results {
+            let id = first + i;
+            match result {
+                Ok(k) => {
+                    let interrupt_mode = k.process.interrupt_mode;
+                    let link = Link::new(
+                        k.sender,
+                        k.receiver,
+                        k.info,
+                        Some(k.process),
+                        interrupt_mode,
+                        HeartbeatLoss::Dead,
+                        drop_unrouted(id),
+                    );
+                    started.push(self.register(Engine {
+                        id,
+                        kernel: spec.name.clone(),
+                        host: "localhost".to_owned(),
+                        link,
+                        spec: Some(spec.clone()),
+                        attached_from: None,
+                    }));
+                }
+                Err(e) => failures.push(format!("engine {id} failed to start: {e}")),
+            }
+        }
+        if failures.is_empty() {
+            Ok(started)
+        } else {
+            Err(EngineError::Start { failures, started })
+        }
+    }
+
+    /// Attach kernels that already run, by their connection files.
+    pub async fn connect(
+        &self,
+        files: &[PathBuf],
+        timeout: Duration,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut set = JoinSet::new();
+        for (i, file) in files.iter().enumerate() {
+            let file = file.clone();
+            set.spawn_local(async move {
+                let result = async {
+                    let info = ConnectionInfo::from_file(&file).map_err(|e| e.to_string())?;
+                    let user = std::env::var("USER").unwrap_or_else(|_| "pxkernel".to_owned());
+                    let (sender, receiver, kinfo) =
+                        client::connect(&info, &user, timeout, Some(ENGINE_HEARTBEAT))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    Ok::<_, String>((info, sender, receiver, kinfo))
+                }
+                .await;
+                (i, file, result)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            results.push(r);
+        }
+        results.sort_by_key(|(i, _, _)| *i);
+        let mut started = Vec::new();
+        let mut failures = Vec::new();
+        for (_, file, result) in results {
+            match result {
+                Ok((info, sender, receiver, kinfo)) => {
+                    let id = self.next_id.get();
+                    self.next_id.set(id + 1);
+                    let kernel = info
+                        .kernel_name
+                        .clone()
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or_else(|| kinfo.implementation.clone());
+                    // A kernel we did not start can only be interrupted by message.
+                    let link = Link::new(
+                        sender,
+                        receiver,
+                        kinfo,
+                        None,
+                        InterruptMode::Message,
+                        HeartbeatLoss::Dead,
+                        drop_unrouted(id),
+                    );
+                    started.push(self.register(Engine {
+                        id,
+                        kernel,
+                        host: info.ip.clone(),
+                        link,
+                        spec: None,
+                        attached_from: Some(file),
+                    }));
+                }
+                Err(e) => failures.push(format!("{}: {e}", file.display())),
+            }
+        }
+        if failures.is_empty() {
+            Ok(started)
+        } else {
+            Err(EngineError::Start { failures, started })
+        }
+    }
+
+    /// Stop these engines (all at once) and forget them.
+    pub async fn stop(&self, ids: &[u32]) {
+        let engines: Vec<Rc<Engine>> = {
+            let mut map = self.by_id.borrow_mut();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        let mut set = JoinSet::new();
+        for e in engines {
+            set.spawn_local(async move { e.link.shutdown(Duration::from_secs(1)).await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    /// Replace these engines by fresh processes with the same ids and kernelspecs.
+    pub async fn restart(&self, ids: &[u32], timeout: Duration) -> Result<Vec<u32>, EngineError> {
+        let engines: Vec<Rc<Engine>> = ids.iter().filter_map(|id| self.get(*id)).collect();
+        for e in &engines {
+            if e.spec.is_none() {
+                return Err(EngineError::NotRestartable {
+                    id: e.id,
+                    file: e
+                        .attached_from
+                        .as_deref()
+                        .map(Path::display)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        let mut set = JoinSet::new();
+        for e in engines {
+            set.spawn_local(async move {
+                e.link.shutdown(Duration::from_secs(1)).await;
+                let spec = e.spec.clone().expect("checked above");
+                let result = kernelspec::start(&spec, &launch_options(e.id, timeout)).await;
+                (e, result)
+            });
+        }
+        let mut restarted = Vec::new();
+        let mut failures = Vec::new();
+        while let Some(Ok((old, result))) = set.join_next().await {
+            match result {
+                Ok(k) => {
+                    let interrupt_mode = k.process.interrupt_mode;
+                    let link = Link::new(
+                        k.sender,
+                        k.receiver,
+                        k.info,
+                        Some(k.process),
+                        interrupt_mode,
+                        HeartbeatLoss::Dead,
+                        drop_unrouted(old.id),
+                    );
+                    restarted.push(self.register(Engine {
+                        id: old.id,
+                        kernel: old.kernel.clone(),
+                        host: old.host.clone(),
+                        link,
+                        spec: old.spec.clone(),
+                        attached_from: None,
+                    }));
+                }
+                Err(e) => failures.push(format!("engine {} failed to restart: {e}", old.id)),
+            }
+        }
+        restarted.sort_unstable();
+        if failures.is_empty() {
+            Ok(restarted)
+        } else {
+            Err(EngineError::Start {
+                failures,
+                started: restarted,
+            })
+        }
+    }
+
+    /// Stop every engine.
+    pub async fn shutdown(&self) {
+        let ids = self.ids();
+        self.stop(&ids).await;
+    }
+}
+
+/// `0-3, 5` for a list of ids.
+pub fn id_ranges(ids: &[u32]) -> String {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_ranges;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(id_ranges(&[]), "");
+        assert_eq!(id_ranges(&[3]), "3");
+        assert_eq!(id_ranges(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(id_ranges(&[5, 0, 1, 3]), "0-1, 3, 5");
+    }
+}
