@@ -129,7 +129,13 @@ fn parse_endpoint(endpoint: &str) -> Result<Address, TransportError> {
     }
 }
 
-fn bind_listener(endpoint: &str) -> Result<Listener, TransportError> {
+/// A listener bound now, before any runtime takes it.
+enum StdListener {
+    Tcp(std::net::TcpListener),
+    Ipc(std::os::unix::net::UnixListener),
+}
+
+fn bind_std(endpoint: &str) -> Result<StdListener, TransportError> {
     let err = |op| {
         let endpoint = endpoint.to_owned();
         move |source| TransportError {
@@ -142,20 +148,29 @@ fn bind_listener(endpoint: &str) -> Result<Listener, TransportError> {
         Address::Tcp(addr) => {
             let l = std::net::TcpListener::bind(addr.as_str()).map_err(err("bind"))?;
             l.set_nonblocking(true).map_err(err("bind"))?;
-            Ok(Listener::Tcp(
-                tokio::net::TcpListener::from_std(l).map_err(err("bind"))?,
-            ))
+            Ok(StdListener::Tcp(l))
         }
         Address::Ipc(path) => {
             // As libzmq does: a stale socket file of a dead process is replaced.
             let _ = std::fs::remove_file(&path);
             let l = std::os::unix::net::UnixListener::bind(&path).map_err(err("bind"))?;
             l.set_nonblocking(true).map_err(err("bind"))?;
-            Ok(Listener::Ipc(
-                tokio::net::UnixListener::from_std(l).map_err(err("bind"))?,
-            ))
+            Ok(StdListener::Ipc(l))
         }
     }
+}
+
+/// Hand a bound listener to the current runtime.
+fn adopt(l: StdListener, endpoint: &str) -> Result<Listener, TransportError> {
+    let err = |source| TransportError {
+        op: "bind",
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    Ok(match l {
+        StdListener::Tcp(l) => Listener::Tcp(tokio::net::TcpListener::from_std(l).map_err(err)?),
+        StdListener::Ipc(l) => Listener::Ipc(tokio::net::UnixListener::from_std(l).map_err(err)?),
+    })
 }
 
 /// Open a socket and start its task on the current tokio runtime. Binding
@@ -171,7 +186,7 @@ pub fn open(
     let name = endpoint.to_owned();
     match side {
         Side::Bind => {
-            let listener = bind_listener(endpoint)?;
+            let listener = adopt(bind_std(endpoint)?, endpoint)?;
             let queue = options.queue.unwrap_or(DEFAULT_QUEUE);
             tokio::spawn(socket::run_bound(
                 kind, listener, queue, in_tx, out_rx, name,
@@ -200,26 +215,32 @@ pub struct Echo {
 
 /// Bind a heartbeat echo on `endpoint` and serve it from its own thread.
 pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
-    let thread_err = |source| TransportError {
-        op: "start heartbeat",
-        endpoint: endpoint.to_owned(),
-        source,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(thread_err)?;
-    // Bind inside the echo runtime, but now, so that errors reach the caller.
-    let listener = {
-        let _guard = rt.enter();
-        bind_listener(endpoint)?
-    };
+    // Bind here so errors reach the caller; the runtime lives only in the thread
+    // (a runtime must never be dropped inside the caller's async context).
+    let bound = bind_std(endpoint)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let name = endpoint.to_owned();
     std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(endpoint = %name, "heartbeat runtime failed: {e}");
+                    return;
+                }
+            };
             rt.block_on(async move {
+                let listener = match adopt(bound, &name) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("heartbeat: {e}");
+                        return;
+                    }
+                };
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
                 let (in_tx, mut inbox) = mpsc::channel(INBOX_CAPACITY);
                 tokio::spawn(socket::run_bound(
@@ -242,7 +263,11 @@ pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
                 }
             });
         })
-        .map_err(thread_err)?;
+        .map_err(|source| TransportError {
+            op: "start heartbeat",
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
     Ok(Echo { _stop: stop_tx })
 }
 
