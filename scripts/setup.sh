@@ -48,3 +48,8 @@ if ! cmp -s requirements-dev.txt "$stamp"; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
     cp requirements-dev.txt "$stamp"
 fi
+# A second kind of engine for the demo and tests.
+if [ ! -f "$VENV/share/jupyter/kernels/bash/kernel.json" ]; then
+    say "installing the bash kernelspec into $VENV"
+    "$VENV/bin/python" -m bash_kernel.install --sys-prefix >/dev/null
+fi

@@ -364,9 +364,10 @@ impl Px {
                 req.stream(
                     "stdout",
                     &format!(
-                        "Started {n} {kernel} engine{} in {}: ids {}.\n",
+                        "Started {n} {kernel} engine{} in {}: {} {}.\n",
                         if n == 1 { "" } else { "s" },
                         human_duration(began.elapsed()),
+                        if ids.len() == 1 { "id" } else { "ids" },
                         id_ranges(&ids)
                     ),
                 );
