@@ -217,10 +217,15 @@ fn parse_parent(bytes: &[u8]) -> Result<Option<Header>, WireError> {
 }
 
 fn raw_object(bytes: Vec<u8>, frame: &'static str) -> Result<Box<RawValue>, WireError> {
-    let text = String::from_utf8(bytes).map_err(|_| WireError::Json {
-        frame,
-        reason: "not UTF-8".to_owned(),
-    })?;
+    // Invalid UTF-8 inside a signed message (ipykernel sends lone surrogates
+    // as-is) is replaced, as Python's json does, rather than losing the message.
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(frame, "invalid UTF-8 replaced");
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }
+    };
     let raw = RawValue::from_string(text).map_err(|e| json_err(frame, e))?;
     if !raw.get().trim_start().starts_with('{') {
         return Err(WireError::Json {

@@ -499,10 +499,15 @@ fn bad_shell_inputs(fe: &Frontend) -> Vec<(&'static str, Vec<Vec<u8>>)> {
         fe.signed_frames([b"{\"msg_id\": \"m\", \"msg_type\":", b"{}", b"{}", b"{}"]),
     ));
 
-    let header = serde_json::to_vec(&fe.session.header("execute_request")).unwrap();
+    // (Invalid UTF-8 in content is replaced, as Python's json does; in a header it is refused.)
     cases.push((
-        "non-UTF-8 content",
-        fe.signed_frames([&header, b"{}", b"{}", b"{\"code\": \"\xff\xfe\"}"]),
+        "non-UTF-8 header",
+        fe.signed_frames([
+            b"{\"msg_id\": \"\xff\xfe\", \"msg_type\": \"kernel_info_request\"}",
+            b"{}",
+            b"{}",
+            b"{}",
+        ]),
     ));
 
     let header = serde_json::to_vec(&fe.session.header("execute_request")).unwrap();

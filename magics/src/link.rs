@@ -49,6 +49,7 @@ pub struct Link {
     interrupt_mode: InterruptMode,
     routes: RefCell<HashMap<String, Listener>>,
     dead: watch::Sender<Option<String>>,
+    detached: tokio::sync::Notify,
     busy: Cell<bool>,
     started: Instant,
 }
@@ -72,6 +73,7 @@ impl Link {
             interrupt_mode,
             routes: RefCell::new(HashMap::new()),
             dead: watch::Sender::new(None),
+            detached: tokio::sync::Notify::new(),
             busy: Cell::new(false),
             started: Instant::now(),
         });
@@ -212,19 +214,33 @@ impl Link {
                     None => break "connection closed".to_owned(),
                 },
                 status = &mut exited => break status,
+                () = self.detached.notified() => break "detached".to_owned(),
             }
         };
         self.busy.set(false);
         self.declare_dead(reason);
+        // A frozen kernel of ours is not left behind once we gave up on it.
+        if let Some(p) = &self.process
+            && p.exit_status().is_none()
+        {
+            p.terminate(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Forget the kernel without stopping it (it was not ours to start).
+    pub fn detach(&self) {
+        self.declare_dead("detached".to_owned());
+        self.detached.notify_one();
     }
 
     fn dispatch(&self, channel: Channel, msg: Message, unrouted: &impl Fn(Channel, Message)) {
-        if channel == Channel::Iopub && msg.msg_type() == "status" {
-            self.busy.set(msg.content.get().contains("\"busy\""));
-        }
         let listener = msg
             .parent_id()
             .and_then(|p| self.routes.borrow().get(p).cloned());
+        // Busy/idle of our own requests only (not of the start-up handshake).
+        if listener.is_some() && channel == Channel::Iopub && msg.msg_type() == "status" {
+            self.busy.set(msg.content.get().contains("\"busy\""));
+        }
         match listener {
             Some(l) => l(LinkEvent::Message(channel, msg)),
             None => unrouted(channel, msg),

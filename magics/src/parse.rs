@@ -135,6 +135,14 @@ pub enum ParseError {
         /// Why.
         reason: String,
     },
+    /// Wrong use of a magic, said in words.
+    #[error("%{magic}: {reason}")]
+    Usage {
+        /// The magic.
+        magic: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Positional arguments where the magic takes none (or too many).
     #[error("%{magic}: unexpected argument {arg:?}")]
     UnexpectedArgument {

@@ -122,7 +122,7 @@ pub const PXCONFIG: MagicSpec = MagicSpec {
     name: "pxconfig",
     form: Form::Line,
     summary: "Set the default options of %px (with no options: show them).",
-    usage: "%pxconfig [options]",
+    usage: "%pxconfig [options]\n%pxconfig --reset",
     options: crate::px::options::SPECS,
     subcommands: &[],
     details: "",

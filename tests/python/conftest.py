@@ -1,6 +1,7 @@
 """Test session setup: install the built pxkernel kernelspec into a temp prefix and
 point Jupyter (and IPython) at temp dirs, so no user or system config is touched."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,3 +55,68 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def pxkernel_bin() -> Path:
     return Path(os.environ["PXKERNEL_BIN"])
+
+
+# -- Engines for the %px suites (test_px.py, test_px_faults.py) ---------------
+
+FAKE_ENGINE_SPEC = "pxk-fake-engine"
+BROKEN_ENGINE_SPEC = "pxk-broken-engine"
+
+
+@pytest.fixture(scope="session")
+def jupyter_prefix() -> Path:
+    """The temp prefix whose share/jupyter is JUPYTER_PATH: kernelspecs installed
+    here are the first pxkernel (and jupyter_client) find."""
+    return Path(os.environ["JUPYTER_PATH"]).parents[1]
+
+
+def write_kernelspec(prefix: Path, name: str, argv: list[str], **extra) -> str:
+    d = prefix / "share" / "jupyter" / "kernels" / name
+    d.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": argv, "display_name": name, "language": "python", **extra}
+    (d / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return name
+
+
+@pytest.fixture(scope="session")
+def bash_kernelspec(jupyter_prefix) -> str:
+    """bash_kernel's kernelspec, installed into the temp prefix; skips without bash_kernel."""
+    try:
+        import bash_kernel.kernel  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"bash engines need bash_kernel in the test venv ({e}); pip install bash_kernel")
+    if shutil.which("bash") is None:
+        pytest.skip("bash engines need a bash executable on PATH")
+    subprocess.run(
+        [sys.executable, "-m", "bash_kernel.install", "--prefix", str(jupyter_prefix)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert (jupyter_prefix / "share" / "jupyter" / "kernels" / "bash" / "kernel.json").is_file()
+    return "bash"
+
+
+@pytest.fixture(scope="session")
+def fake_engine_kernelspec(jupyter_prefix) -> str:
+    """A kernelspec for tests/python/fake_engine.py, the deliberately misbehaving kernel."""
+    script = Path(__file__).with_name("fake_engine.py")
+    return write_kernelspec(
+        jupyter_prefix,
+        FAKE_ENGINE_SPEC,
+        [sys.executable, str(script), "{connection_file}"],
+        display_name="Fake engine (pxkernel tests)",
+        language="fake",
+        interrupt_mode="message",
+    )
+
+
+@pytest.fixture(scope="session")
+def broken_kernelspec(jupyter_prefix) -> str:
+    """A kernelspec whose process says why it cannot start on stderr and exits 3."""
+    return write_kernelspec(
+        jupyter_prefix,
+        BROKEN_ENGINE_SPEC,
+        [sys.executable, "-c", "import sys; sys.stderr.write('boom: cannot start\\n'); sys.exit(3)"],
+        display_name="Broken engine (pxkernel tests)",
+    )

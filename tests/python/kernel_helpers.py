@@ -3,6 +3,8 @@ execute a cell and collect its IOPub messages, find processes."""
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from contextlib import contextmanager
 from queue import Empty
@@ -98,3 +100,166 @@ def descendants(pid: int) -> list[int]:
         return [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+# -- %px and %engines ----------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TAGGED = re.compile(r"^\[(stdout|stderr|output):(\d+)\] ?(.*)$")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def tagged_lines(msgs, name=None):
+    """Every `[stdout:0] text` / `[stderr:1] text` / `[output:2]` line of the stream
+    outputs, in arrival order, as (kind, engine id, text)."""
+    out = []
+    for m in of_type(msgs, "stream"):
+        if name is not None and m["content"]["name"] != name:
+            continue
+        for line in m["content"]["text"].splitlines():
+            match = TAGGED.match(line)
+            if match:
+                out.append((match.group(1), int(match.group(2)), match.group(3)))
+    return out
+
+
+def untagged_lines(msgs, name="stdout"):
+    """Stream lines that carry no engine tag (the home kernel's, pxkernel's notices)."""
+    return [line for line in stdout_of(msgs, name).splitlines() if not TAGGED.match(line)]
+
+
+def engine_tracebacks(msgs) -> dict[int, str]:
+    """The stderr blocks `[N:execute]\\n<traceback>` by engine id, ANSI colours removed."""
+    text = strip_ansi(stdout_of(msgs, "stderr"))
+    blocks: dict[int, str] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.match(r"^\[(\d+):execute\](.*)$", line)
+        if match:
+            current = int(match.group(1))
+            blocks[current] = blocks.get(current, "") + match.group(2).strip() + "\n"
+        elif current is not None and not TAGGED.match(line):
+            blocks[current] += line + "\n"
+        else:
+            current = None
+    return blocks
+
+
+def error_of(msgs):
+    """The one `error` output of a cell."""
+    errors = of_type(msgs, "error")
+    assert len(errors) == 1, [m["content"] for m in errors]
+    return errors[0]["content"]
+
+
+def engines_table(kc) -> dict[int, dict[str, str]]:
+    """`%engines` parsed from its text/plain table: engine id -> {column: value}."""
+    reply, msgs = execute(kc, "%engines")
+    assert reply["status"] == "ok", reply
+    (table,) = of_type(msgs, "display_data")
+    data = table["content"]["data"]
+    assert "<table>" in data["text/html"]
+    lines = data["text/plain"].splitlines()
+    header = re.split(r"\s{2,}", lines[0].strip())
+    assert header == ["id", "kernel", "host", "pid", "state", "heartbeat", "uptime"], header
+    rows = {}
+    for line in lines[2:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) == len(header):
+            row = dict(zip(header, cells))
+            rows[int(row["id"])] = row
+    return rows
+
+
+def wait_until(predicate, timeout=15.0, interval=0.1, what="a condition"):
+    """Poll predicate until it returns something truthy; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_until(kc, msg_id, predicate, timeout=TIMEOUT):
+    """IOPub messages of one request up to and including the first for which
+    predicate(msg) is true (the request keeps running)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no matching message for {msg_id}; got {[m['msg_type'] for m in out]}")
+        try:
+            msg = kc.get_iopub_msg(timeout=remaining)
+        except Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        out.append(msg)
+        if predicate(msg):
+            return out
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            raise AssertionError(f"the request ended before the awaited message: {[m['content'] for m in out]}")
+
+
+def is_tagged(kind, engine, text=None):
+    """A predicate for read_until: a stream line `[kind:engine] text` (any text when None)."""
+
+    def predicate(msg):
+        if msg["msg_type"] != "stream":
+            return False
+        return any(
+            k == kind and e == engine and (text is None or t == text) for k, e, t in tagged_lines([msg])
+        )
+
+    return predicate
+
+
+def finish(kc, msg_id, seen, timeout=TIMEOUT):
+    """The reply of a request whose first IOPub messages were read already, and all its messages."""
+    reply = shell_reply(kc, msg_id, timeout)
+    return reply["content"], seen + collect(kc, msg_id, timeout)
+
+
+def control_kernel_info(kc, timeout=TIMEOUT):
+    """kernel_info_request on the control channel; returns the reply content."""
+    msg = kc.session.msg("kernel_info_request")
+    kc.control_channel.send(msg)
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = kc.get_control_msg(timeout=max(0.01, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply["content"]
+
+
+def heartbeat_echo(kc, timeout=5.0) -> bool:
+    """One ping on the heartbeat channel, on a socket of our own; True when echoed in time."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(f"{kc.transport}://{kc.ip}:{kc.hb_port}")
+        ping = f"ping-{time.monotonic_ns()}".encode()
+        sock.send(ping)
+        if not sock.poll(int(timeout * 1000)):
+            return False
+        return sock.recv() == ping
+    finally:
+        sock.close()
+
+
+def notebook_env(**extra) -> dict[str, str]:
+    """The environment for a kernel that should behave as in a notebook: without
+    PYTEST_CURRENT_TEST, under which ipykernel does not capture output written to
+    file descriptors 1 and 2 (os.write, C extensions, subprocesses)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env.update(extra)
+    return env

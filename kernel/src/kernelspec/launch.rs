@@ -421,7 +421,7 @@ async fn start_once(
         r = connecting => r.map_err(|e| match e {
             client::ClientError::Timeout { after, .. } => KernelspecError::Timeout {
                 name: spec.name.clone(),
-                seconds: after.as_secs(),
+                seconds: after.as_secs_f64(),
                 output: process.output_tail(),
             },
             other => KernelspecError::Connect { name: spec.name.clone(), source: other },

@@ -78,7 +78,7 @@ pub enum KernelspecError {
         /// Kernelspec name.
         name: String,
         /// How long we waited.
-        seconds: u64,
+        seconds: f64,
         /// The last lines it wrote.
         output: String,
     },

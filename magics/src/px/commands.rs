@@ -44,10 +44,8 @@ pub struct Plan {
 }
 
 fn usage(magic: &str, reason: impl Into<String>) -> MagicError {
-    MagicError::Usage(ParseError::BadValue {
+    MagicError::Usage(ParseError::Usage {
         magic: magic.to_owned(),
-        option: String::new(),
-        value: String::new(),
         reason: reason.into(),
     })
 }
@@ -92,8 +90,14 @@ impl Px {
                 "no code to run (%px CODE, or %%px with the code below)",
             ));
         }
-        let targets = targets::resolve(&opts.targets, &self.engines.ids())
-            .map_err(|reason| usage(magic, reason))?;
+        let targets = targets::resolve(&opts.targets, &self.engines.ids()).map_err(|reason| {
+            MagicError::Usage(ParseError::BadValue {
+                magic: magic.to_owned(),
+                option: "targets".to_owned(),
+                value: opts.targets.to_string(),
+                reason,
+            })
+        })?;
         Ok(Plan {
             code,
             opts,
@@ -220,8 +224,19 @@ impl Px {
         Ok(self.conclude(req, &result, false, started.elapsed()))
     }
 
-    /// `%pxconfig [options]`.
+    /// `%pxconfig [options]`, or `%pxconfig --reset` for the built-in defaults.
     pub fn pxconfig(&self, req: &Request, args: &str) -> Result<(), MagicError> {
+        if args.trim() == "--reset" {
+            *self.defaults.borrow_mut() = PxOptions::default();
+            req.stream(
+                "stdout",
+                &format!(
+                    "%px defaults: {}\n",
+                    options::describe(&self.defaults.borrow())
+                ),
+            );
+            return Ok(());
+        }
         let (parsed, rest) = parse_leading("pxconfig", options::SPECS, args)?;
         if !rest.trim().is_empty() {
             return Err(MagicError::Usage(ParseError::UnexpectedArgument {
@@ -388,8 +403,7 @@ impl Px {
         }
         let text = e.to_string();
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let evalue = lines.first().cloned().unwrap_or_default();
-        fail(req, "EngineError", &evalue, lines)
+        fail(req, "EngineError", text.trim_end(), lines)
     }
 
     fn list(&self, req: &Request) {

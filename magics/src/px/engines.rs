@@ -221,6 +221,21 @@ impl Engines {
         files: &[PathBuf],
         timeout: Duration,
     ) -> Result<Vec<u32>, EngineError> {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        for file in files {
+            let wanted = canonical(file);
+            let already = self.all().into_iter().find(|e| {
+                e.link.death().is_none()
+                    && e.attached_from.as_deref().map(canonical).as_ref() == Some(&wanted)
+            });
+            if let Some(e) = already {
+                return Err(EngineError::Spec(format!(
+                    "{} is already attached as engine {}",
+                    file.display(),
+                    e.id
+                )));
+            }
+        }
         let mut set = JoinSet::new();
         for (i, file) in files.iter().enumerate() {
             let file = file.clone();
@@ -271,7 +286,7 @@ impl Engines {
                         host: info.ip.clone(),
                         link,
                         spec: None,
-                        attached_from: Some(file),
+                        attached_from: Some(canonical(&file)),
                     }));
                 }
                 Err(e) => failures.push(format!("{}: {e}", file.display())),
@@ -292,7 +307,14 @@ impl Engines {
         };
         let mut set = JoinSet::new();
         for e in engines {
-            set.spawn_local(async move { e.link.shutdown(Duration::from_secs(1)).await });
+            set.spawn_local(async move {
+                if e.attached_from.is_some() {
+                    // We did not start it: let it go, running.
+                    e.link.detach();
+                } else {
+                    e.link.shutdown(Duration::from_secs(1)).await;
+                }
+            });
         }
         while set.join_next().await.is_some() {}
     }

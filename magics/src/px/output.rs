@@ -245,7 +245,9 @@ pub fn render(piece: &Piece) -> Vec<Action> {
             evalue,
             traceback,
         } => {
-            let body = if traceback.is_empty() {
+            let body = if traceback.is_empty() && ename.is_empty() {
+                evalue.clone()
+            } else if traceback.is_empty() {
                 format!("{ename}: {evalue}")
             } else {
                 traceback.join("\n")

@@ -74,6 +74,7 @@ impl End {
     pub fn describe(&self) -> String {
         match self {
             End::Ok => "ok".to_owned(),
+            End::Error { ename, evalue } if ename.is_empty() => evalue.clone(),
             End::Error { ename, evalue } => format!("{ename}: {evalue}"),
             End::Aborted => "aborted".to_owned(),
             End::Died(reason) => format!("died ({reason})"),
@@ -253,6 +254,14 @@ pub async fn run(
     {
         show_progress(req, p, &slots, started, true);
     }
+    let moved: usize = slots.iter().map(|s| s.shown_bytes + s.hidden_bytes).sum();
+    if moved > (8 << 20) {
+        // A flood leaves freed arenas behind: give them back to the system.
+        // SAFETY: malloc_trim only releases free memory of the C allocator.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
     let ends: Vec<(u32, End)> = slots
         .iter()
         .map(|s| (s.engine.id, s.end.clone().unwrap_or(End::Aborted)))
@@ -293,12 +302,23 @@ fn on_output(slot: &mut Slot, id: u32, msg: Message, sink: &mut Sink<'_>) {
             check_done(slot, sink);
         }
         "stream" => {
-            let Ok(s) = msg.parse_content::<Stream>() else {
+            if slot.shown_bytes >= OUTPUT_LIMIT {
+                // Over the limit: count what is not shown without parsing it.
+                slot.hidden_bytes += msg.content.get().len();
+                return;
+            }
+            let Ok(mut s) = msg.parse_content::<Stream>() else {
                 return;
             };
-            if slot.shown_bytes >= OUTPUT_LIMIT {
-                slot.hidden_bytes += s.text.len();
-                return;
+            let room = OUTPUT_LIMIT - slot.shown_bytes;
+            if s.text.len() > room {
+                let mut cut = room;
+                while !s.text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                slot.hidden_bytes += s.text.len() - cut;
+                s.text.truncate(cut);
+                s.text.shrink_to_fit();
             }
             slot.shown_bytes += s.text.len();
             let buf = if s.name == "stderr" {
