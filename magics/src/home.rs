@@ -200,7 +200,11 @@ impl Home {
                 let h = self.clone();
                 tokio::task::spawn_local(async move {
                     let reason = link.died().await;
-                    tracing::warn!(home = %h.name, %reason, "home kernel ended");
+                    if *h.phase.borrow() == Phase::Stopped {
+                        tracing::info!(home = %h.name, %reason, "home kernel stopped");
+                    } else {
+                        tracing::warn!(home = %h.name, %reason, "home kernel ended");
+                    }
                     let current = h
                         .link
                         .borrow()

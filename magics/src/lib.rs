@@ -19,5 +19,6 @@ pub mod parse;
 pub mod px;
 pub mod registry;
 pub mod session;
+pub mod sql;
 
 pub use session::{Config, PxKernel};
