@@ -35,6 +35,10 @@ need_pkg "$PYTHON" python3 python3-venv python3-pip
 need_pkg cc gcc
 need_pkg c++ g++
 need_pkg make make
+# A real PostgreSQL (with TLS) for the %sql tests, started by the tests themselves.
+need_pkg openssl openssl
+need_pkg /usr/lib/postgresql postgresql
+need_pkg runuser util-linux
 for pkg in ${EXTRA_PACKAGES:-}; do need_pkg "${pkg%%=*}" "${pkg#*=}"; done
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -112,6 +112,8 @@ pub struct Home {
     recent: Rc<RefCell<Recent>>,
     /// The execution count the home kernel will give its next stored cell.
     home_next_count: Cell<Option<u32>>,
+    /// Helpers installed in the current home kernel (by key), with that kernel's link.
+    installed: RefCell<Vec<(&'static str, usize)>>,
 }
 
 /// Republish home output that belongs to no live request.
@@ -138,6 +140,7 @@ impl Home {
             link: RefCell::new(None),
             recent: Rc::new(RefCell::new(Recent::default())),
             home_next_count: Cell::new(None),
+            installed: RefCell::new(Vec::new()),
         });
         let h = home.clone();
         tokio::task::spawn_local(async move { h.start().await });
@@ -409,6 +412,110 @@ impl Home {
         }
         req.relay(msg);
         false
+    }
+
+    /// Whether the home kernel runs Python (IPython), which the helpers need.
+    pub async fn is_python(self: &Rc<Self>, req: &Request) -> Result<bool, HomeError> {
+        let link = self.ready(req).await?;
+        Ok(link.info.language_info.name.eq_ignore_ascii_case("python"))
+    }
+
+    /// Run `code` once per home kernel (again after a restart), silently.
+    pub async fn install(
+        self: &Rc<Self>,
+        req: &Request,
+        key: &'static str,
+        code: &str,
+    ) -> Result<(), HomeError> {
+        let link = self.ready(req).await?;
+        let id = Rc::as_ptr(&link) as usize;
+        if self.installed.borrow().contains(&(key, id)) {
+            return Ok(());
+        }
+        let content = json!({"code": code, "silent": true, "store_history": false,
+                             "allow_stdin": false, "stop_on_error": false, "user_expressions": {}});
+        let fwd = Forward {
+            channel: Channel::Shell,
+            msg_type: "execute_request",
+            content: to_raw(&content),
+            count: None,
+            expects_reply: true,
+        };
+        let reply = self.exchange(&link, req, fwd, Vec::new()).await?;
+        let ok = reply.as_ref().is_some_and(|r| {
+            r.content_map()
+                .get("status")
+                .and_then(serde_json::Value::as_str)
+                == Some("ok")
+        });
+        if !ok {
+            let why = reply
+                .map(|r| {
+                    let c = r.content_map();
+                    format!(
+                        "{}: {}",
+                        c.get("ename")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("error"),
+                        c.get("evalue")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("")
+                    )
+                })
+                .unwrap_or_else(|| "no reply".to_owned());
+            return Err(HomeError::Start {
+                name: self.name.clone(),
+                reason: format!("could not set up its {key} helper: {why}"),
+            });
+        }
+        self.installed.borrow_mut().push((key, id));
+        Ok(())
+    }
+
+    /// Open a comm to `target` in the home kernel with `data` and `buffers`, and
+    /// return the data of the first message the target sends back.
+    pub async fn comm_call(
+        self: &Rc<Self>,
+        req: &Request,
+        target: &str,
+        data: serde_json::Value,
+        buffers: Vec<Vec<u8>>,
+    ) -> Result<serde_json::Value, HomeError> {
+        let link = self.ready(req).await?;
+        let mut msg = link.message(
+            "comm_open",
+            &json!({"comm_id": pxkernel_kernel::protocol::new_uuid(), "target_name": target, "data": data}),
+        );
+        msg.buffers = buffers;
+        let (listener, mut rx) = channel_listener();
+        let _route = link
+            .request(Channel::Shell, msg, listener)
+            .map_err(|reason| self.died(reason))?;
+        let mut answer: Option<serde_json::Value> = None;
+        loop {
+            match rx.recv().await {
+                Some(LinkEvent::Message(Channel::Iopub, m)) => match m.msg_type() {
+                    "comm_msg" => {
+                        if answer.is_none() {
+                            answer = m.content_map().remove("data");
+                        }
+                    }
+                    "comm_close" | "comm_open" => {}
+                    _ => {
+                        if self.relay_output(req, None, m) {
+                            break;
+                        }
+                    }
+                },
+                Some(LinkEvent::Message(..)) => {}
+                Some(LinkEvent::Died(status)) => return Err(self.died(status)),
+                None => return Err(HomeError::Stopped),
+            }
+        }
+        answer.ok_or_else(|| HomeError::Start {
+            name: self.name.clone(),
+            reason: format!("its {target} helper did not answer"),
+        })
     }
 
     fn died(&self, status: String) -> HomeError {

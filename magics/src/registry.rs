@@ -178,8 +178,26 @@ the notebook's life; a later start adds more. A dead engine is shown dead within
 blocks a cell. TARGETS: all, 3, 0,2,5, 1:4, ::2, -1.",
 };
 
+/// `%sql` / `%%sql`.
+pub const SQL: MagicSpec = MagicSpec {
+    name: "sql",
+    form: Form::Both,
+    summary: "Query SQLite or PostgreSQL: tables in the notebook, DataFrames in the home kernel.",
+    usage: "%sql URL [--alias NAME]\n%sql [options] QUERY\n%%sql [options]\nSTATEMENTS\n\
+NAME << %sql QUERY\n%sql --connections | --close NAME | --config limit=N",
+    options: crate::sql::commands::SPECS,
+    subcommands: &[],
+    details: "URLs: sqlite:// (in memory), sqlite:///relative.db, sqlite:////abs/path.db, \
+postgresql://user:password@host:port/db?sslmode=require (disable, prefer, require, verify-ca, \
+verify-full with sslrootcert=FILE; connect_timeout, application_name). With no connection, \
+DATABASE_URL is used. Statements separated by ; run in order; the last one that returns rows \
+is shown (the first rows at once, counted after). :name binds the home kernel's variable name \
+as a parameter. -o NAME or NAME << stores the whole result in the home kernel as a pandas \
+DataFrame (a list of dicts without pandas). Interrupt cancels the query on the server.",
+};
+
 /// Every magic pxkernel owns.
-pub const MAGICS: &[MagicSpec] = &[LSMAGIC, PX, AUTOPX, PXRESULT, PXCONFIG, ENGINES];
+pub const MAGICS: &[MagicSpec] = &[LSMAGIC, PX, AUTOPX, PXRESULT, PXCONFIG, ENGINES, SQL];
 
 /// The magic of this name.
 pub fn find(name: &str) -> Option<&'static MagicSpec> {
@@ -353,6 +371,8 @@ mod tests {
                     "%%px",
                     "%pxconfig",
                     "%pxresult",
+                    "%sql",
+                    "%%sql",
                 ],
                 0,
             ),

@@ -32,6 +32,7 @@ pub struct PxKernel {
     config: Config,
     home: Rc<Home>,
     px: Px,
+    sql: crate::sql::Sql,
     /// A `%px --local` cell is running in the home kernel too.
     local_running: std::cell::Cell<bool>,
 }
@@ -61,6 +62,7 @@ impl PxKernel {
             config,
             home,
             px,
+            sql: crate::sql::Sql::default(),
             local_running: std::cell::Cell::new(false),
         }
     }
@@ -158,6 +160,7 @@ impl PxKernel {
             "pxresult" => self.px.pxresult(req).await,
             "pxconfig" => self.px.pxconfig(req, args).map(|()| ExecuteOutcome::ok()),
             "engines" => self.px.engines_cmd(req, args).await,
+            "sql" => self.sql.run(req, &self.home, args, None, None).await,
             _ => Ok(unreachable_magic(name)),
         }
     }
@@ -224,6 +227,27 @@ impl PxKernel {
         let Ok(request) = req.message.parse_content::<CompleteRequest>() else {
             return self.relay_request(req, Channel::Shell).await;
         };
+        if let Some((start, prefix)) =
+            crate::sql::commands::table_context(&request.code, request.cursor_pos)
+        {
+            let matches: Vec<String> = self
+                .sql
+                .tables()
+                .await
+                .into_iter()
+                .filter(|t| t.starts_with(&prefix))
+                .collect();
+            return Some(Reply::new(
+                "complete_reply",
+                &CompleteReply {
+                    status: "ok".to_owned(),
+                    matches,
+                    cursor_start: start,
+                    cursor_end: request.cursor_pos,
+                    metadata: Default::default(),
+                },
+            ));
+        }
         let Some(ours) = registry::complete(&request.code, request.cursor_pos) else {
             return self.relay_request(req, Channel::Shell).await;
         };
@@ -299,6 +323,25 @@ impl PxKernel {
     }
 }
 
+/// jupysql's `NAME << %sql QUERY`: the name, the rest of the line, and any further lines.
+fn store_form(code: &str) -> Option<(&str, &str, Option<&str>)> {
+    let code = code.trim_start();
+    let (first, rest) = match code.split_once('\n') {
+        Some((f, r)) => (f, Some(r)),
+        None => (code, None),
+    };
+    let (name, after) = first.split_once("<<")?;
+    let name = name.trim();
+    let valid = !name.is_empty()
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    let args = after.trim_start().strip_prefix("%sql")?;
+    if !valid || args.starts_with(|c: char| c.is_alphanumeric()) {
+        return None;
+    }
+    Some((name, args, rest.filter(|r| !r.trim().is_empty())))
+}
+
 fn unreachable_magic(name: &str) -> ExecuteOutcome {
     // The registry and this dispatch are kept in step by a test; reaching this is a bug.
     tracing::error!("magic %{name} is registered but has no implementation");
@@ -337,6 +380,13 @@ impl Handler for PxKernel {
     }
 
     async fn execute(&self, req: &Request, content: &ExecuteRequest) -> ExecuteOutcome {
+        if let Some((name, args, body)) = store_form(&content.code) {
+            return self
+                .sql
+                .run(req, &self.home, args, body, Some(name))
+                .await
+                .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()));
+        }
         match invocation(&content.code) {
             Some(Invocation::Help { name }) if registry::find(name).is_some() => {
                 let help = registry::find(name).map(|m| m.help()).unwrap_or_default();
@@ -348,6 +398,7 @@ impl Handler for PxKernel {
             Some(Invocation::Cell { name, args, body }) if registry::owns(name, true) => {
                 let result = match name {
                     "px" => self.run_px(req, content, args, Some(body)).await,
+                    "sql" => self.sql.run(req, &self.home, args, Some(body), None).await,
                     _ => Ok(unreachable_magic(name)),
                 };
                 result.unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
@@ -385,12 +436,16 @@ impl Handler for PxKernel {
     }
 
     async fn interrupt(&self) {
+        if self.sql.interrupt() {
+            return;
+        }
         if !self.px.interrupt() || self.local_running.get() {
             self.home.interrupt().await;
         }
     }
 
     async fn shutdown(&self, _restart: bool) {
+        self.sql.shutdown();
         tokio::join!(self.px.shutdown(), self.home.shutdown());
     }
 }
@@ -400,10 +455,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_store_form_of_sql() {
+        assert_eq!(
+            store_form("df << %sql SELECT 1"),
+            Some(("df", " SELECT 1", None))
+        );
+        assert_eq!(
+            store_form("rows<<%sql\nselect 2"),
+            Some(("rows", "", Some("select 2")))
+        );
+        assert_eq!(store_form("x = 1 << 2"), None);
+        assert_eq!(store_form("a << %sqlx"), None);
+        assert_eq!(store_form("1a << %sql q"), None);
+    }
+
+    #[test]
     fn every_registered_line_magic_is_dispatched() {
         for m in registry::MAGICS {
             assert!(
-                ["lsmagic", "px", "autopx", "pxresult", "pxconfig", "engines"].contains(&m.name),
+                [
+                    "lsmagic", "px", "autopx", "pxresult", "pxconfig", "engines", "sql"
+                ]
+                .contains(&m.name),
                 "%{} is registered but run_line_magic does not know it",
                 m.name
             );
