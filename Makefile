@@ -6,7 +6,7 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 BIN      := target/release/pxkernel
 DEMO_DIR := build/demo
-NOTEBOOKS := quickstart parallel
+NOTEBOOKS := quickstart parallel sql
 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
