@@ -120,3 +120,19 @@ def broken_kernelspec(jupyter_prefix) -> str:
         [sys.executable, "-c", "import sys; sys.stderr.write('boom: cannot start\\n'); sys.exit(3)"],
         display_name="Broken engine (pxkernel tests)",
     )
+
+
+# -- PostgreSQL for the %sql suite (test_sql_postgres.py) ----------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throw-away PostgreSQL server with TLS (pg_server.py), shared by the session;
+    the tests that use it are skipped, saying why, where one cannot be started."""
+    from pg_server import postgres_server, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server() as server:
+        yield server

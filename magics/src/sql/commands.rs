@@ -123,9 +123,15 @@ fn usage(reason: impl Into<String>) -> MagicError {
 
 fn looks_like_url(s: &str) -> bool {
     let lower = s.trim_start().to_ascii_lowercase();
-    ["sqlite:", "postgresql:", "postgres:", "postgresql+"]
-        .iter()
-        .any(|p| lower.starts_with(p))
+    [
+        "sqlite:",
+        "sqlite3:",
+        "postgresql:",
+        "postgres:",
+        "postgresql+",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p))
 }
 
 fn default_alias(u: &Url) -> String {
@@ -370,6 +376,9 @@ impl Sql {
         match open(&u).await {
             Ok(conn) => {
                 let masked = u.masked();
+                if self.conns.borrow().contains_key(&name) {
+                    req.stream("stdout", &format!("Replacing the connection {name}.\n"));
+                }
                 self.conns.borrow_mut().insert(
                     name.clone(),
                     Entry {
@@ -381,9 +390,11 @@ impl Sql {
                 req.stream("stdout", &format!("Connected: {name} ({masked})\n"));
                 Ok(ExecuteOutcome::ok())
             }
+            // Whatever the server said (wrong password, refused TLS), it is a connection failure.
             Err(e) => Ok(db_failure(
                 req,
                 &DbError {
+                    kind: ErrorKind::Connection,
                     message: format!("cannot connect to {}: {}", u.masked(), e.message),
                     ..e
                 },
@@ -423,28 +434,38 @@ impl Sql {
     }
 
     /// The connection to use: `--alias`, else the current one, else `DATABASE_URL`.
-    async fn pick(&self, req: &Request, alias: Option<&str>) -> Result<String, MagicError> {
+    /// On failure the error has been shown and the cell's outcome is returned.
+    async fn pick(&self, req: &Request, alias: Option<&str>) -> Result<String, ExecuteOutcome> {
+        let refuse = |e: MagicError| {
+            let msg = e.to_string();
+            req.error("UsageError", &msg, std::slice::from_ref(&msg));
+            ExecuteOutcome::Error {
+                ename: "UsageError".to_owned(),
+                evalue: msg,
+                traceback: Vec::new(),
+            }
+        };
         if let Some(a) = alias {
             if self.conns.borrow().contains_key(a) {
                 return Ok(a.to_owned());
             }
-            return Err(usage(format!("no connection named {a:?}")));
+            return Err(refuse(usage(format!("no connection named {a:?}"))));
         }
         if let Some(c) = self.current.borrow().clone() {
             return Ok(c);
         }
         match std::env::var("DATABASE_URL") {
             Ok(text) if !text.trim().is_empty() => {
-                let outcome = self.connect(req, &text, Some("default")).await?;
-                match outcome {
-                    ExecuteOutcome::Ok { .. } => Ok("default".to_owned()),
-                    _ => Err(usage("could not connect to DATABASE_URL")),
+                match self.connect(req, &text, Some("default")).await {
+                    Ok(ExecuteOutcome::Ok { .. }) => Ok("default".to_owned()),
+                    Ok(shown) => Err(shown),
+                    Err(e) => Err(refuse(e)),
                 }
             }
-            _ => Err(usage(
+            _ => Err(refuse(usage(
                 "no database connection: connect with %sql sqlite:// (in memory) or \
                  %sql postgresql://user@host/db, or set DATABASE_URL",
-            )),
+            ))),
         }
     }
 
@@ -459,7 +480,10 @@ impl Sql {
         };
         match conn {
             Some(Conn::Postgres(pg)) if pg.is_closed() => {
-                let fresh = open(&u).await?;
+                let fresh = open(&u).await.map_err(|e| DbError {
+                    kind: ErrorKind::Connection,
+                    ..e
+                })?;
                 req.stream(
                     "stderr",
                     &format!(
@@ -483,15 +507,7 @@ impl Sql {
     async fn query(&self, req: &Request, home: &Rc<Home>, call: Call) -> ExecuteOutcome {
         let alias = match self.pick(req, call.alias.as_deref()).await {
             Ok(a) => a,
-            Err(e) => {
-                let msg = e.to_string();
-                req.error("UsageError", &msg, std::slice::from_ref(&msg));
-                return ExecuteOutcome::Error {
-                    ename: "UsageError".to_owned(),
-                    evalue: msg,
-                    traceback: Vec::new(),
-                };
-            }
+            Err(shown) => return shown,
         };
         let statements = split_statements(&call.body);
         if statements.is_empty() {
@@ -561,6 +577,10 @@ impl Sql {
                     if self.cancelled.get() {
                         e.kind = ErrorKind::Cancelled;
                     }
+                    // Positions refer to the statement as sent ($1 for :name): map them back.
+                    e.position = e
+                        .position
+                        .map(|p| bound.original_position(p as usize) as u32);
                     return db_failure(req, &e, stmt);
                 }
             }
@@ -587,7 +607,7 @@ impl Sql {
     async fn show(
         &self,
         req: &Request,
-        conn: &Conn,
+        conn: &mut Conn,
         rows: Rows,
         sql: &str,
         params: Vec<Param>,
@@ -596,7 +616,10 @@ impl Sql {
         let shown = rows.rows.len().min(limit);
         let display_id = format!("sql-{}", new_uuid());
         let first_footer = if rows.more {
-            format!("showing the first {shown} rows (counting…)")
+            format!(
+                "showing the first {shown} {} (counting…)",
+                if shown == 1 { "row" } else { "rows" }
+            )
         } else {
             footer(shown, Some(shown as u64), false)
         };

@@ -111,7 +111,10 @@ pub fn footer(shown: usize, total: Option<u64>, more: bool) -> String {
     match (more, total) {
         (false, _) => format!("{shown} {}", plural(shown as u64)),
         (true, Some(t)) => format!("showing {shown} of {t} {}", plural(t)),
-        (true, None) => format!("showing the first {shown} rows (more not counted)"),
+        (true, None) => format!(
+            "showing the first {shown} {} (more not counted)",
+            plural(shown as u64)
+        ),
     }
 }
 

@@ -168,6 +168,26 @@ pub struct Bound {
     pub sql: String,
     /// Parameter names; placeholder k (from 1) is `names[k - 1]`.
     pub names: Vec<String>,
+    /// Each replacement, in characters: (start in `sql`, its length, length of the `:name`).
+    replaced: Vec<(usize, usize, usize)>,
+}
+
+impl Bound {
+    /// A 1-based character position in `sql` as a position in the original text.
+    pub fn original_position(&self, position: usize) -> usize {
+        let mut shift: isize = 0;
+        for &(start, new_len, old_len) in &self.replaced {
+            if start + 1 > position {
+                break;
+            }
+            if position <= start + new_len {
+                // Inside a placeholder: point at the start of its name.
+                return (start as isize + shift + 1) as usize;
+            }
+            shift += old_len as isize - new_len as isize;
+        }
+        (position as isize + shift).max(1) as usize
+    }
 }
 
 /// Replace `:name` (outside quotes and comments, not `::cast`) by `$k` (PostgreSQL)
@@ -175,6 +195,7 @@ pub struct Bound {
 pub fn bind_names(sql: &str, dollar: bool) -> Bound {
     let mut out = String::with_capacity(sql.len());
     let mut names: Vec<String> = Vec::new();
+    let mut replaced = Vec::new();
     for (s, e, r) in regions(sql) {
         let part = &sql[s..e];
         if r != Region::Code {
@@ -202,8 +223,13 @@ pub fn bind_names(sql: &str, dollar: bool) -> Bound {
                         names.len()
                     }
                 };
-                out.push(if dollar { '$' } else { '?' });
-                out.push_str(&k.to_string());
+                let placeholder = format!("{}{k}", if dollar { '$' } else { '?' });
+                replaced.push((
+                    out.chars().count(),
+                    placeholder.len(),
+                    part[i..j].chars().count(),
+                ));
+                out.push_str(&placeholder);
                 i = j;
             } else {
                 let ch = part[i..].chars().next().unwrap_or(' ');
@@ -212,7 +238,11 @@ pub fn bind_names(sql: &str, dollar: bool) -> Bound {
             }
         }
     }
-    Bound { sql: out, names }
+    Bound {
+        sql: out,
+        names,
+        replaced,
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +317,17 @@ mod tests {
         for (label, sql, want) in cases {
             assert_eq!(split_statements(sql), *want, "case {label}");
         }
+    }
+
+    #[test]
+    fn positions_map_back_to_the_original_text() {
+        let b = bind_names("select :long_name, 1 +* 2", true);
+        assert_eq!(b.sql, "select $1, 1 +* 2");
+        // `*` is character 15 in the rewritten text, 23 in the original.
+        assert_eq!(b.original_position(15), 23);
+        assert_eq!(b.original_position(1), 1);
+        // Inside the placeholder: the start of its name.
+        assert_eq!(b.original_position(9), 8);
     }
 
     #[test]

@@ -80,11 +80,28 @@ impl ServerCertVerifier for Unverified {
     }
 }
 
-/// Checks the chain but not the host name (libpq's `verify-ca`).
+/// Verifies against `sslrootcert`: the chain always, the host name for
+/// `verify-full` only (libpq's `verify-ca` skips it). A self-signed server
+/// certificate that is itself in `sslrootcert` is trusted, as libpq trusts it
+/// (webpki refuses a CA certificate as the server's own).
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Verified {
+    webpki: Arc<WebPkiServerVerifier>,
+    roots: Vec<CertificateDer<'static>>,
+    check_name: bool,
+}
 
-impl ServerCertVerifier for ChainOnly {
+fn name_error(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. }
+        )
+    )
+}
+
+impl ServerCertVerifier for Verified {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -94,13 +111,21 @@ impl ServerCertVerifier for ChainOnly {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         match self
-            .0
+            .webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
         {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            Err(e) if name_error(&e) && !self.check_name => Ok(ServerCertVerified::assertion()),
+            Err(e) if self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) => {
+                if !self.check_name {
+                    return Ok(ServerCertVerified::assertion());
+                }
+                let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| e.clone())?;
+                cert.verify_is_valid_for_subject_name(server_name)
+                    .map(|()| ServerCertVerified::assertion())
+                    .map_err(|_| {
+                        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+                    })
+            }
             other => other,
         }
     }
@@ -110,7 +135,7 @@ impl ServerCertVerifier for ChainOnly {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(m, c, d)
+        self.webpki.verify_tls12_signature(m, c, d)
     }
     fn verify_tls13_signature(
         &self,
@@ -118,10 +143,10 @@ impl ServerCertVerifier for ChainOnly {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(m, c, d)
+        self.webpki.verify_tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
 
@@ -137,6 +162,7 @@ fn tls_config(url: &PgUrl) -> Result<rustls::ClientConfig, DbError> {
         SslMode::VerifyCa | SslMode::VerifyFull => {
             let path = url.sslrootcert.clone().unwrap_or_default();
             let mut roots = RootCertStore::empty();
+            let mut ders = Vec::new();
             let certs = CertificateDer::pem_file_iter(&path).map_err(|e| {
                 DbError::connection(format!("cannot read sslrootcert {}: {e}", path.display()))
             })?;
@@ -144,6 +170,7 @@ fn tls_config(url: &PgUrl) -> Result<rustls::ClientConfig, DbError> {
                 let cert = cert.map_err(|e| {
                     DbError::connection(format!("bad certificate in {}: {e}", path.display()))
                 })?;
+                ders.push(cert.clone());
                 roots.add(cert).map_err(|e| {
                     DbError::connection(format!("bad certificate in {}: {e}", path.display()))
                 })?;
@@ -157,11 +184,11 @@ fn tls_config(url: &PgUrl) -> Result<rustls::ClientConfig, DbError> {
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| DbError::connection(format!("TLS setup: {e}")))?;
-            if url.sslmode == SslMode::VerifyFull {
-                webpki
-            } else {
-                Arc::new(ChainOnly(webpki))
-            }
+            Arc::new(Verified {
+                webpki,
+                roots: ders,
+                check_name: url.sslmode == SslMode::VerifyFull,
+            })
         }
     };
     Ok(builder
@@ -256,7 +283,7 @@ impl Postgres {
             _ => tokio_postgres::config::SslMode::Require,
         });
         let tls = MakeRustlsConnect::new(tls_config(url)?);
-        let limit = url.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT) + Duration::from_secs(5);
+        let limit = url.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT) + Duration::from_secs(1);
         let (client, connection) = tokio::time::timeout(limit, cfg.connect(tls.clone()))
             .await
             .map_err(|_| DbError::connection(format!("no answer within {} s", limit.as_secs())))?
@@ -358,23 +385,42 @@ impl Postgres {
     }
 
     /// The number of rows of a query, when counting is quick (else None).
-    pub async fn count(&self, sql: &str, params: &[Param]) -> Option<u64> {
-        if !matches!(
-            first_keyword(sql).as_str(),
-            "select" | "with" | "values" | "table"
-        ) {
+    pub async fn count(&mut self, sql: &str, params: &[Param]) -> Option<u64> {
+        // Never inside the user's transaction (a failed count would abort it), and
+        // always read-only (counting runs the query again: it must change nothing).
+        if self.in_user_transaction.get()
+            || !matches!(
+                first_keyword(sql).as_str(),
+                "select" | "with" | "values" | "table"
+            )
+        {
             return None;
         }
         let args: Vec<PgParam<'_>> = params.iter().map(PgParam).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let counting = format!("SELECT count(*) FROM ({sql}) AS pxkernel_count");
-        let fut = self.client.query_one(&counting, &refs);
-        match tokio::time::timeout(COUNT_BUDGET, fut).await {
-            Ok(Ok(row)) => row.try_get::<_, i64>(0).ok().map(|n| n as u64),
-            Ok(Err(_)) => None,
+        // The newline ends a trailing `--` comment of the query.
+        let counting = format!("SELECT count(*) FROM ({sql}\n) AS pxkernel_count");
+        let (token, tls) = self.canceller();
+        let counted = async {
+            let tx = self
+                .client
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .ok()?;
+            let n = tx
+                .query_one(&counting, &refs)
+                .await
+                .ok()
+                .and_then(|row| row.try_get::<_, i64>(0).ok());
+            let _ = tx.rollback().await;
+            n
+        };
+        match tokio::time::timeout(COUNT_BUDGET, counted).await {
+            Ok(n) => n.map(|n| n as u64),
             Err(_) => {
-                let (token, tls) = self.canceller();
                 let _ = token.cancel_query(tls).await;
                 None
             }
@@ -955,6 +1001,7 @@ mod live {
             let Outcome::Rows(rows) = out else { panic!() };
             assert_eq!((rows.rows.len(), rows.more), (10, true));
             assert_eq!(pg.count(sql, &[]).await, Some(1000));
+            assert_eq!(pg.count("select 1 -- trailing comment", &[]).await, Some(1));
             let out = pg
                 .run("select $1::int + $2::numeric, $3::text", &[Value::Int(2), Value::Decimal("0.5".into()), Value::Text("t".into())], Want::All)
                 .await

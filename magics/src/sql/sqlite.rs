@@ -214,6 +214,10 @@ fn run(c: &mut Connection, sql: &str, params: &[Param], want: Want) -> Result<Ou
 /// Count the rows of a query by stepping through them, for at most [`COUNT_BUDGET`].
 fn count(c: &mut Connection, sql: &str, params: &[Param]) -> Result<Option<u64>, DbError> {
     let mut stmt = c.prepare(sql).map_err(error)?;
+    // Counting runs the statement again: only when that changes nothing.
+    if !stmt.readonly() {
+        return Ok(None);
+    }
     bind(&mut stmt, params)?;
     let started = Instant::now();
     let mut rows = stmt.raw_query();

@@ -177,7 +177,11 @@ fn kind_name(kind: Kind) -> &'static str {
 
 /// The kind a column travels as: its declared kind, or (SQLite) what its values share.
 fn travel_kind(declared: Kind, values: impl Iterator<Item = Kind>) -> Option<Kind> {
-    if declared != Kind::Dynamic && declared != Kind::Text {
+    let values: Vec<Kind> = values.collect();
+    // A declared type holds only when every value has it (SQLite declares, but
+    // stores what it is given).
+    if declared != Kind::Dynamic && declared != Kind::Text && values.iter().all(|k| *k == declared)
+    {
         return Some(declared);
     }
     let mut seen: Option<Kind> = None;
