@@ -127,7 +127,7 @@ def main():
     with postgres_server() as pg:
         t = time.perf_counter()
         pg.psql(
-            f"CREATE TABLE million AS SELECT g AS id, g * 0.5 AS x, 'row number ' || g AS label, "
+            f"CREATE TABLE million AS SELECT g AS id, (g * 0.5)::float8 AS x, 'row number ' || g AS label, "
             f"timestamptz '2026-01-01' + g * interval '1 second' AS at FROM generate_series(1, {args.rows}) g; "
             f"CREATE TABLE big AS SELECT g AS id, g * 1.5 AS x, md5(g::text) AS label "
             f"FROM generate_series(1, {args.big_rows}) g; ANALYZE"

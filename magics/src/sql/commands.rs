@@ -562,10 +562,12 @@ impl Sql {
             } else {
                 Want::Page(limit)
             };
+            let began = Instant::now();
             let outcome = match conn {
                 Conn::Sqlite(db) => db.run(bound.sql.clone(), params.clone(), want).await,
                 Conn::Postgres(pg) => pg.run(&bound.sql, &params, want).await,
             };
+            tracing::debug!(elapsed = ?began.elapsed(), "statement ran");
             match outcome {
                 Ok(Outcome::Rows(rows)) => shown = Some((rows, bound.sql.clone(), params)),
                 Ok(Outcome::Affected(n)) => req.stream(
@@ -670,6 +672,7 @@ impl Sql {
     ) -> ExecuteOutcome {
         let started = Instant::now();
         let (meta, buffers) = transfer::encode_store(name, rows);
+        tracing::debug!(elapsed = ?started.elapsed(), "result encoded for the home kernel");
         match self.helper_call(req, home, meta, buffers).await {
             Ok(reply) => {
                 let kind = reply

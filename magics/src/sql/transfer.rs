@@ -296,21 +296,42 @@ pub fn encode_store(name: &str, rows: &Rows) -> (Json, Vec<Vec<u8>>) {
                         buffers.push(blob);
                     }
                     _ => {
-                        let texts: Vec<String> =
-                            cells().map(|v| v.text().unwrap_or_default()).collect();
-                        if texts.iter().any(|t| t.contains('\0')) {
+                        // `\0`-joined (one split in Python), unless a value holds a
+                        // NUL itself: then offsets over the bare texts.
+                        fn text_of<'v>(v: &'v Value, scratch: &'v mut String) -> &'v str {
+                            match v {
+                                Value::Text(t)
+                                | Value::Decimal(t)
+                                | Value::Json(t)
+                                | Value::Other(t) => t,
+                                Value::Null => "",
+                                other => {
+                                    *scratch = other.text().unwrap_or_default();
+                                    scratch
+                                }
+                            }
+                        }
+                        let mut scratch = String::new();
+                        let has_nul = cells().any(|v| text_of(v, &mut scratch).contains('\0'));
+                        let mut blob: Vec<u8> = Vec::new();
+                        if has_nul {
                             let mut offsets = Vec::with_capacity(8 * (n + 1));
-                            let mut blob = Vec::new();
                             offsets.extend_from_slice(&0i64.to_le_bytes());
-                            for t in &texts {
-                                blob.extend_from_slice(t.as_bytes());
+                            for v in cells() {
+                                blob.extend_from_slice(text_of(v, &mut scratch).as_bytes());
                                 offsets.extend_from_slice(&(blob.len() as i64).to_le_bytes());
                             }
                             buffers.push(offsets);
                             buffers.push(blob);
                             meta["encoding"] = json!("offsets");
                         } else {
-                            buffers.push(texts.join("\0").into_bytes());
+                            for (i, v) in cells().enumerate() {
+                                if i > 0 {
+                                    blob.push(0);
+                                }
+                                blob.extend_from_slice(text_of(v, &mut scratch).as_bytes());
+                            }
+                            buffers.push(blob);
                             meta["encoding"] = json!("sep");
                         }
                     }
