@@ -56,7 +56,10 @@ test: setup lint test-rust test-python test-notebooks
 	@echo "==> all tests passed"
 
 bench: install
+	cargo build --release --locked -p pxkernel-kernel --example px_floor
 	$(PY) bench/kernel_bench.py --pxkernel $(BIN)
+	$(PY) bench/px_bench.py
+	$(PY) bench/sql_bench.py --pxkernel $(BIN)
 
 clean:
 	cargo clean

@@ -291,19 +291,14 @@ impl Home {
             && ipython
             && self.home_next_count.get() != Some(n)
         {
+            // Sent just ahead of the cell, without waiting: the home kernel runs
+            // its shell requests in order, so the cell sees the count set.
             let sync = json!({
                 "code": format!("get_ipython().execution_count = {n}"),
                 "silent": true, "store_history": false, "allow_stdin": false,
                 "stop_on_error": false, "user_expressions": {},
             });
-            let sync = Forward {
-                channel: Channel::Shell,
-                msg_type: "execute_request",
-                content: to_raw(&sync),
-                count: None,
-                expects_reply: true,
-            };
-            self.exchange(&link, req, sync, Vec::new()).await?;
+            link.send_detached(Channel::Shell, link.message("execute_request", &sync));
             self.home_next_count.set(Some(n));
         }
         let counted = fwd.count.is_some();

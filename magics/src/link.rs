@@ -143,6 +143,33 @@ impl Link {
         })
     }
 
+    /// Send a request whose outcome nobody waits for; its route is forgotten once
+    /// its reply and its `idle` have come (or the kernel died).
+    pub fn send_detached(self: &Rc<Self>, channel: Channel, msg: Message) {
+        let id = msg.header.msg_id.clone();
+        let link = Rc::downgrade(self);
+        let seen = Cell::new((false, false));
+        let route_id = id.clone();
+        let listener: Listener = Rc::new(move |ev| {
+            let (mut reply, mut idle) = seen.get();
+            match ev {
+                LinkEvent::Message(Channel::Iopub, m) => {
+                    idle |= m.msg_type() == "status" && m.content.get().contains("\"idle\"");
+                }
+                LinkEvent::Message(_, _) => reply = true,
+                LinkEvent::Died(_) => (reply, idle) = (true, true),
+            }
+            seen.set((reply, idle));
+            if reply && idle && let Some(l) = link.upgrade() {
+                l.routes.borrow_mut().remove(&route_id);
+            }
+        });
+        if self.death().is_none() {
+            self.routes.borrow_mut().insert(id, listener);
+            self.sender.send_message(channel, &msg);
+        }
+    }
+
     /// Build a message of our session (to pass to [`Link::request`]).
     pub fn message<T: serde::Serialize + ?Sized>(&self, msg_type: &str, content: &T) -> Message {
         self.sender.session().message(msg_type, content, None)

@@ -40,6 +40,8 @@ pub struct LaunchOptions {
     pub heartbeat: Option<HeartbeatPolicy>,
     /// User name in our message headers.
     pub username: String,
+    /// Arguments appended to the kernelspec's argv.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for LaunchOptions {
@@ -51,6 +53,7 @@ impl Default for LaunchOptions {
             wait: Duration::from_secs(60),
             heartbeat: Some(HeartbeatPolicy::default()),
             username: std::env::var("USER").unwrap_or_else(|_| "pxkernel".to_owned()),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -191,6 +194,7 @@ impl RunningKernel {
                     .replace("{resource_dir}", &resource_dir)
             })
             .collect();
+        argv.extend(opts.extra_args.iter().cloned());
         if is_python(&argv[0])
             && let Some(local) = spec
                 .prefix()

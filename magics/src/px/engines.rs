@@ -109,8 +109,24 @@ pub struct Engines {
     next_id: Cell<u32>,
 }
 
-fn launch_options(id: u32, timeout: Duration) -> LaunchOptions {
+/// Whether a kernelspec runs ipykernel (which takes IPython's command-line config).
+fn is_ipykernel(spec: &KernelSpec) -> bool {
+    spec.json
+        .argv
+        .iter()
+        .any(|a| a == "ipykernel_launcher" || a == "ipykernel" || a.ends_with("/ipykernel_launcher.py"))
+}
+
+fn launch_options(spec: &KernelSpec, id: u32, timeout: Duration) -> LaunchOptions {
+    // Engines keep their history in memory, as ipyparallel's do: every engine
+    // writing each cell to one shared history.sqlite serializes them on its lock.
+    let extra_args = if is_ipykernel(spec) {
+        vec!["--HistoryManager.hist_file=:memory:".to_owned()]
+    } else {
+        Vec::new()
+    };
     LaunchOptions {
+        extra_args,
         env: vec![("PXKERNEL_ENGINE_ID".to_owned(), id.to_string())],
         log_prefix: format!("engine {id}"),
         wait: timeout,
@@ -166,7 +182,7 @@ impl Engines {
         let mut set = JoinSet::new();
         for i in 0..n {
             let spec = spec.clone();
-            let opts = launch_options(first + i, timeout);
+            let opts = launch_options(&spec, first + i, timeout);
             set.spawn_local(async move { (i, kernelspec::start(&spec, &opts).await) });
         }
         let mut results = Vec::with_capacity(n as usize);
@@ -340,7 +356,7 @@ impl Engines {
             set.spawn_local(async move {
                 e.link.shutdown(Duration::from_secs(1)).await;
                 let spec = e.spec.clone().expect("checked above");
-                let result = kernelspec::start(&spec, &launch_options(e.id, timeout)).await;
+                let result = kernelspec::start(&spec, &launch_options(&spec, e.id, timeout)).await;
                 (e, result)
             });
         }
