@@ -160,7 +160,10 @@ impl Link {
                 LinkEvent::Died(_) => (reply, idle) = (true, true),
             }
             seen.set((reply, idle));
-            if reply && idle && let Some(l) = link.upgrade() {
+            if reply
+                && idle
+                && let Some(l) = link.upgrade()
+            {
                 l.routes.borrow_mut().remove(&route_id);
             }
         });

@@ -111,10 +111,9 @@ pub struct Engines {
 
 /// Whether a kernelspec runs ipykernel (which takes IPython's command-line config).
 fn is_ipykernel(spec: &KernelSpec) -> bool {
-    spec.json
-        .argv
-        .iter()
-        .any(|a| a == "ipykernel_launcher" || a == "ipykernel" || a.ends_with("/ipykernel_launcher.py"))
+    spec.json.argv.iter().any(|a| {
+        a == "ipykernel_launcher" || a == "ipykernel" || a.ends_with("/ipykernel_launcher.py")
+    })
 }
 
 fn launch_options(spec: &KernelSpec, id: u32, timeout: Duration) -> LaunchOptions {
