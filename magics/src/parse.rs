@@ -245,6 +245,23 @@ pub struct OptSpec {
     pub help: &'static str,
 }
 
+impl OptSpec {
+    /// An option, for `const` tables of specs.
+    pub const fn new(
+        long: &'static str,
+        short: Option<char>,
+        takes: Takes,
+        help: &'static str,
+    ) -> OptSpec {
+        OptSpec {
+            long,
+            short,
+            takes,
+            help,
+        }
+    }
+}
+
 /// Parsed options and positional arguments.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parsed {

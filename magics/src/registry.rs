@@ -128,35 +128,21 @@ pub const PXCONFIG: MagicSpec = MagicSpec {
     details: "",
 };
 
-const fn flag(
-    long: &'static str,
-    short: Option<char>,
-    takes: crate::parse::Takes,
-    help: &'static str,
-) -> OptSpec {
-    OptSpec {
-        long,
-        short,
-        takes,
-        help,
-    }
-}
-
 /// The options of `%engines start`.
 pub const ENGINES_START: &[OptSpec] = &[
-    flag(
+    OptSpec::new(
         "n",
         Some('n'),
         Takes::Value("N"),
         "how many engines to start",
     ),
-    flag(
+    OptSpec::new(
         "kernel",
         None,
         Takes::Value("KERNELSPEC"),
         "the kernelspec of the engines (default: the home kernel's)",
     ),
-    flag(
+    OptSpec::new(
         "timeout",
         None,
         Takes::Value("SECONDS"),

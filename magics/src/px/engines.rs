@@ -134,6 +134,20 @@ fn launch_options(spec: &KernelSpec, id: u32, timeout: Duration) -> LaunchOption
     }
 }
 
+/// The link of an engine we started: its death is the process's or the heartbeat's.
+fn engine_link(k: kernelspec::StartedKernel, id: u32) -> Rc<Link> {
+    let interrupt_mode = k.process.interrupt_mode;
+    Link::new(
+        k.sender,
+        k.receiver,
+        k.info,
+        Some(k.process),
+        interrupt_mode,
+        HeartbeatLoss::Dead,
+        drop_unrouted(id),
+    )
+}
+
 fn drop_unrouted(
     id: u32,
 ) -> impl Fn(pxkernel_kernel::protocol::Channel, pxkernel_kernel::protocol::Message) {
@@ -201,16 +215,7 @@ impl Engines {
             let id = first + i;
             match result {
                 Ok(k) => {
-                    let interrupt_mode = k.process.interrupt_mode;
-                    let link = Link::new(
-                        k.sender,
-                        k.receiver,
-                        k.info,
-                        Some(k.process),
-                        interrupt_mode,
-                        HeartbeatLoss::Dead,
-                        drop_unrouted(id),
-                    );
+                    let link = engine_link(k, id);
                     started.push(self.register(Engine {
                         id,
                         kernel: spec.name.clone(),
@@ -364,16 +369,7 @@ impl Engines {
         while let Some(Ok((old, result))) = set.join_next().await {
             match result {
                 Ok(k) => {
-                    let interrupt_mode = k.process.interrupt_mode;
-                    let link = Link::new(
-                        k.sender,
-                        k.receiver,
-                        k.info,
-                        Some(k.process),
-                        interrupt_mode,
-                        HeartbeatLoss::Dead,
-                        drop_unrouted(old.id),
-                    );
+                    let link = engine_link(k, old.id);
                     restarted.push(self.register(Engine {
                         id: old.id,
                         kernel: old.kernel.clone(),

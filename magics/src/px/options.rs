@@ -73,72 +73,63 @@ impl Default for PxOptions {
     }
 }
 
-const fn opt(long: &'static str, short: Option<char>, takes: Takes, help: &'static str) -> OptSpec {
-    OptSpec {
-        long,
-        short,
-        takes,
-        help,
-    }
-}
-
 /// The options of `%px`, `%%px` and `%pxconfig`.
 pub const SPECS: &[OptSpec] = &[
-    opt(
+    OptSpec::new(
         "targets",
         Some('t'),
         Takes::Value("TARGETS"),
         "engines: all, 3, 0,2,5, 1:4, ::2, -1 (default all)",
     ),
-    opt(
+    OptSpec::new(
         "block",
         None,
         Takes::Nothing,
         "wait for the result (default)",
     ),
-    opt(
+    OptSpec::new(
         "noblock",
         None,
         Takes::Nothing,
         "return at once; %pxresult shows the result",
     ),
-    opt(
+    OptSpec::new(
         "group-outputs",
         None,
         Takes::Value("order|engine|type"),
         "order of outputs when not streaming (default engine)",
     ),
-    opt(
+    OptSpec::new(
         "stream",
         None,
         Takes::Nothing,
         "show output as it arrives (default)",
     ),
-    opt(
+    OptSpec::new(
         "no-stream",
         None,
         Takes::Nothing,
         "show output when the run ends, grouped",
     ),
-    opt(
+    OptSpec::new(
         "progress-after",
         None,
         Takes::Value("SECONDS"),
         "show progress once the run is this long (default 2)",
     ),
-    opt(
+    OptSpec::new(
         "timeout",
         None,
         Takes::Value("SECONDS"),
         "give up on engines still running after this long",
     ),
-    opt(
+    OptSpec::new(
         "local",
         None,
         Takes::Nothing,
         "also run the cell in the home kernel",
     ),
-    opt(
+    OptSpec::new(
         "verbose",
         None,
         Takes::Nothing,

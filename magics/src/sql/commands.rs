@@ -23,48 +23,39 @@ use crate::home::{Home, HomeError};
 use crate::parse::{OptSpec, ParseError, Takes, parse_leading};
 use crate::session::MagicError;
 
-const fn opt(long: &'static str, short: Option<char>, takes: Takes, help: &'static str) -> OptSpec {
-    OptSpec {
-        long,
-        short,
-        takes,
-        help,
-    }
-}
-
 /// The options of `%sql` / `%%sql`.
 pub const SPECS: &[OptSpec] = &[
-    opt(
+    OptSpec::new(
         "alias",
         Some('A'),
         Takes::Value("NAME"),
         "name a new connection, or pick the one to query",
     ),
-    opt(
+    OptSpec::new(
         "connections",
         Some('l'),
         Takes::Nothing,
         "list the connections (passwords masked)",
     ),
-    opt(
+    OptSpec::new(
         "close",
         Some('x'),
         Takes::Value("NAME"),
         "close a connection",
     ),
-    opt(
+    OptSpec::new(
         "config",
         None,
         Takes::Value("KEY=VALUE"),
         "set an option: limit=N (rows shown, default 10)",
     ),
-    opt(
+    OptSpec::new(
         "limit",
         None,
         Takes::Value("N"),
         "rows to show for this query",
     ),
-    opt(
+    OptSpec::new(
         "output",
         Some('o'),
         Takes::Value("NAME"),
