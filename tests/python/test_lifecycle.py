@@ -178,3 +178,33 @@ def test_connection_files_we_write_are_private(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
+
+
+def test_home_over_unix_sockets_leaves_no_file_behind(tmp_path, pxkernel_bin):
+    """An ipykernel home is reached by Unix sockets in the runtime dir, not
+    loopback TCP; stopping pxkernel removes the sockets and the connection file."""
+    runtime = tmp_path / "rt"
+    cf = str(tmp_path / "kernel.json")
+    write_connection_file(cf, ip="127.0.0.1", key=b"k")
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime))
+    proc = subprocess.Popen([str(pxkernel_bin), "kernel", "-f", cf], env=env)
+    kc = BlockingKernelClient(connection_file=cf)
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply, outputs = execute(kc, "print(6 * 7)")
+        assert reply["status"] == "ok"
+        assert stdout_of(outputs) == "42\n"
+        [home_file] = runtime.glob("kernel-pxk-*.json")
+        info = json.loads(home_file.read_text())
+        assert info["transport"] == "ipc"
+        sockets = [Path(f"{info['ip']}-{info[p]}") for p in ("shell_port", "iopub_port", "hb_port")]
+        assert all(s.is_socket() for s in sockets), sockets
+        kc.shutdown()
+        proc.wait(timeout=30)
+    finally:
+        kc.stop_channels()
+        if proc.poll() is None:
+            proc.kill()
+    assert list(runtime.iterdir()) == []

@@ -25,11 +25,35 @@ use crate::client::{self, ClientReceiver, ClientSender, HeartbeatPolicy};
 use crate::protocol::content::KernelInfoReply;
 use crate::protocol::{ConnectionInfo, new_uuid};
 
+/// How a launched kernel is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP on `ip` (free ports).
+    Tcp,
+    /// Unix sockets in the runtime dir: cheaper per message than loopback TCP,
+    /// and reachable by nobody else. Only kernels known to accept an `ipc`
+    /// connection file get one (ipykernel and the kernels built on it); any
+    /// other kernel gets TCP, since many build `tcp://ip:port` unconditionally.
+    Ipc,
+}
+
+/// Runtime dirs longer than this leave no room for `/pxk-<13 chars>-N` in a socket path.
+const MAX_IPC_DIR_LEN: usize = 90;
+
+/// Whether the kernelspec runs ipykernel itself, which honours `"transport": "ipc"`.
+fn accepts_ipc(spec: &KernelSpec) -> bool {
+    spec.json.argv.iter().any(|a| {
+        a == "ipykernel_launcher" || a == "ipykernel" || a.ends_with("ipykernel_launcher.py")
+    })
+}
+
 /// How to launch.
 #[derive(Clone, Debug)]
 pub struct LaunchOptions {
-    /// The address the kernel binds.
+    /// The address the kernel binds (TCP).
     pub ip: String,
+    /// TCP or Unix sockets.
+    pub transport: Transport,
     /// Extra environment for the kernel.
     pub env: Vec<(String, String)>,
     /// Prefix of the kernel's output lines in our log, e.g. `home`.
@@ -48,6 +72,7 @@ impl Default for LaunchOptions {
     fn default() -> Self {
         LaunchOptions {
             ip: "127.0.0.1".to_owned(),
+            transport: Transport::Ipc,
             env: Vec::new(),
             log_prefix: "kernel".to_owned(),
             wait: Duration::from_secs(60),
@@ -149,11 +174,39 @@ impl RunningKernel {
                 source,
             }
         };
-        let (ports, listeners) =
-            reserve_ports(&opts.ip, 5).map_err(io("reserve ports on", PathBuf::from(&opts.ip)))?;
+        let dir = runtime_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io("create", dir.clone()))?;
+        let transport = match opts.transport {
+            // A Unix socket path is limited to 107 bytes; a deep runtime dir gets TCP.
+            Transport::Ipc if accepts_ipc(spec) && dir.as_os_str().len() <= MAX_IPC_DIR_LEN => {
+                Transport::Ipc
+            }
+            _ => Transport::Tcp,
+        };
+        let (transport, ip, ports, listeners) = match transport {
+            Transport::Tcp => {
+                let (ports, listeners) = reserve_ports(&opts.ip, 5)
+                    .map_err(io("reserve ports on", PathBuf::from(&opts.ip)))?;
+                ("tcp", opts.ip.clone(), ports, listeners)
+            }
+            // Socket files `<ip>-1` … `<ip>-5`, named after a fresh id.
+            Transport::Ipc => {
+                let base = dir.join(format!("pxk-{}", &new_uuid()[..13]));
+                (
+                    "ipc",
+                    base.to_string_lossy().into_owned(),
+                    vec![1, 2, 3, 4, 5],
+                    Vec::new(),
+                )
+            }
+        };
         let connection = ConnectionInfo {
-            transport: "tcp".to_owned(),
-            ip: opts.ip.clone(),
+            transport: transport.to_owned(),
+            ip,
             shell_port: ports[0],
             iopub_port: ports[1],
             stdin_port: ports[2],
@@ -163,12 +216,6 @@ impl RunningKernel {
             key: new_uuid(),
             kernel_name: Some(spec.name.clone()),
         };
-        let dir = runtime_dir();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io("create", dir.clone()))?;
         let connection_file = dir.join(format!("kernel-pxk-{}.json", new_uuid()));
         {
             use std::io::Write;
@@ -332,6 +379,11 @@ impl Drop for RunningKernel {
     fn drop(&mut self) {
         self.signal_group(libc::SIGKILL);
         let _ = std::fs::remove_file(&self.connection_file);
+        if self.connection.transport == "ipc" {
+            for port in 1..=5 {
+                let _ = std::fs::remove_file(format!("{}-{port}", self.connection.ip));
+            }
+        }
     }
 }
 
@@ -474,6 +526,46 @@ mod tests {
         assert_eq!(expand_env("a${PXK_TEST_VAR}b"), "avb");
         assert_eq!(expand_env("${PXK_NO_SUCH_VAR_X}"), "");
         assert_eq!(expand_env("open ${ no end"), "open ${ no end");
+    }
+
+    #[test]
+    fn only_ipykernel_gets_unix_sockets() {
+        let spec = |argv: &str| KernelSpec {
+            name: "k".to_owned(),
+            dir: PathBuf::from("/nonexistent"),
+            json: serde_json::from_str(&format!(r#"{{"argv":{argv},"display_name":"K"}}"#))
+                .unwrap(),
+        };
+        let cases = [
+            (
+                "python3 kernelspec",
+                r#"["python","-m","ipykernel_launcher","-f","{connection_file}"]"#,
+                true,
+            ),
+            (
+                "old ipykernel form",
+                r#"["python","-m","ipykernel","-f","{connection_file}"]"#,
+                true,
+            ),
+            (
+                "launcher by path",
+                r#"["/x/ipykernel_launcher.py","-f","{connection_file}"]"#,
+                true,
+            ),
+            (
+                "bash_kernel",
+                r#"["python","-m","bash_kernel","-f","{connection_file}"]"#,
+                false,
+            ),
+            (
+                "IRkernel",
+                r#"["R","--slave","-e","IRkernel::main()","--args","{connection_file}"]"#,
+                false,
+            ),
+        ];
+        for (name, argv, want) in cases {
+            assert_eq!(accepts_ipc(&spec(argv)), want, "{name}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use launch::{LaunchOptions, RunningKernel, StartedKernel, start};
+pub use launch::{LaunchOptions, RunningKernel, StartedKernel, Transport, start};
 
 /// Kernelspec errors, with what was searched.
 #[derive(Debug, thiserror::Error)]
