@@ -10,6 +10,7 @@
 //! - [`install`]: the kernelspec pxkernel installs.
 //! - one module per magic: [`lsmagic`].
 
+pub mod cells;
 pub mod display;
 pub mod home;
 pub mod install;

@@ -1,6 +1,8 @@
 //! Routes every request: pxkernel's own magics run here, everything else goes to
 //! the home kernel. Implements the kernel crate's [`Handler`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use pxkernel_kernel::protocol::content::{
@@ -11,6 +13,7 @@ use pxkernel_kernel::protocol::{Channel, PROTOCOL_VERSION, text_bundle, to_raw};
 use pxkernel_kernel::server::{ExecuteOutcome, Handler, Publisher, Reply, Request};
 use serde_json::{Value, json};
 
+use crate::cells::{split_at_our_magic, store_form};
 use crate::home::{Forward, Home, HomeError};
 use crate::parse::{Invocation, ParseError, invocation};
 use crate::px::Px;
@@ -35,6 +38,8 @@ pub struct PxKernel {
     sql: crate::sql::Sql,
     /// A `%px --local` cell is running in the home kernel too.
     local_running: std::cell::Cell<bool>,
+    /// The execute request whose code last ran at home stored in its history.
+    stored_at_home: std::cell::RefCell<Option<String>>,
 }
 
 /// A magic's failure, shown to the user as one `error` output.
@@ -64,6 +69,7 @@ impl PxKernel {
             px,
             sql: crate::sql::Sql::default(),
             local_running: std::cell::Cell::new(false),
+            stored_at_home: std::cell::RefCell::new(None),
         }
     }
 
@@ -100,7 +106,16 @@ impl PxKernel {
     ) -> ExecuteOutcome {
         let mut body = serde_json::to_value(content).unwrap_or_default();
         body["code"] = Value::String(code.to_owned());
-        let counted = !content.silent && content.store_history;
+        // A cell run in pieces is one entry of the home's history: its first
+        // piece there is stored, later ones are not (IPython refuses a second
+        // history entry with the same execution count).
+        let msg_id = &req.message.header.msg_id;
+        let first_piece =
+            self.stored_at_home.replace(Some(msg_id.clone())).as_ref() != Some(msg_id);
+        let counted = !content.silent && content.store_history && first_piece;
+        if content.store_history && !counted {
+            body["store_history"] = Value::Bool(false);
+        }
         let fwd = Forward {
             channel: Channel::Shell,
             msg_type: "execute_request",
@@ -134,6 +149,94 @@ impl PxKernel {
                 "the home kernel did not answer the execute request",
             ),
             Err(e) => self.home_failed(req, &e),
+        }
+    }
+
+    /// Run `code` (the cell, or what is left of it): our magics here, the rest
+    /// at home or, under `%autopx`, on the engines. A cell mixing plain code with
+    /// our line magics runs piece by piece, stopping at the first error.
+    fn execute_code<'a>(
+        &'a self,
+        req: &'a Request,
+        content: &'a ExecuteRequest,
+        code: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ExecuteOutcome> + 'a>> {
+        Box::pin(async move {
+            if let Some(form) = store_form(code) {
+                let outcome = self
+                    .sql
+                    .run(req, &self.home, form.args, form.body, Some(form.name))
+                    .await
+                    .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()));
+                return match outcome {
+                    ExecuteOutcome::Ok { .. } if !form.rest.trim().is_empty() => {
+                        self.execute_code(req, content, form.rest).await
+                    }
+                    other => other,
+                };
+            }
+            match invocation(code) {
+                Some(Invocation::Help { name }) if registry::find(name).is_some() => {
+                    let help = registry::find(name).map(|m| m.help()).unwrap_or_default();
+                    ExecuteOutcome::Ok {
+                        payload: vec![display::page_payload(&help)],
+                        user_expressions: Default::default(),
+                    }
+                }
+                Some(Invocation::Cell { name, args, body }) if registry::owns(name, true) => {
+                    let result = match name {
+                        "px" => self.run_px(req, content, args, Some(body)).await,
+                        "sql" => self.sql.run(req, &self.home, args, Some(body), None).await,
+                        _ => Ok(unreachable_magic(name)),
+                    };
+                    result.unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
+                }
+                Some(Invocation::Line { name, args, rest }) if registry::owns(name, false) => {
+                    let outcome = match self.run_line_magic(req, content, name, args).await {
+                        Ok(o) => o,
+                        Err(e) => return self.fail(req, e.ename(), &e.to_string()),
+                    };
+                    if !matches!(outcome, ExecuteOutcome::Ok { .. }) || rest.trim().is_empty() {
+                        outcome
+                    } else {
+                        self.execute_code(req, content, rest).await
+                    }
+                }
+                _ if self.px.autopx() => self
+                    .run_px(req, content, "", Some(code))
+                    .await
+                    .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string())),
+                _ => match split_at_our_magic(code) {
+                    Some((plain, ours)) if self.home_finds_complete(req, plain).await => match self
+                        .execute_at_home(req, content, plain)
+                        .await
+                    {
+                        ExecuteOutcome::Ok { .. } => self.execute_code(req, content, ours).await,
+                        failed => failed,
+                    },
+                    _ => self.execute_at_home(req, content, code).await,
+                },
+            }
+        })
+    }
+
+    /// Whether the home kernel sees `code` as a whole statement: not open inside
+    /// a string or bracket, so the line after it may start with one of our magics.
+    /// A home kernel that cannot tell ("unknown", or no answer) is trusted.
+    async fn home_finds_complete(&self, req: &Request, code: &str) -> bool {
+        let fwd = Forward {
+            channel: Channel::Shell,
+            msg_type: "is_complete_request",
+            content: to_raw(&json!({ "code": code })),
+            count: None,
+            expects_reply: true,
+        };
+        match self.home.forward(req, fwd).await {
+            Ok(Some(reply)) => reply
+                .parse_content::<Value>()
+                .map(|v| v["status"] != "incomplete" && v["status"] != "invalid")
+                .unwrap_or(true),
+            _ => true,
         }
     }
 
@@ -323,25 +426,6 @@ impl PxKernel {
     }
 }
 
-/// jupysql's `NAME << %sql QUERY`: the name, the rest of the line, and any further lines.
-fn store_form(code: &str) -> Option<(&str, &str, Option<&str>)> {
-    let code = code.trim_start();
-    let (first, rest) = match code.split_once('\n') {
-        Some((f, r)) => (f, Some(r)),
-        None => (code, None),
-    };
-    let (name, after) = first.split_once("<<")?;
-    let name = name.trim();
-    let valid = !name.is_empty()
-        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    let args = after.trim_start().strip_prefix("%sql")?;
-    if !valid || args.starts_with(|c: char| c.is_alphanumeric()) {
-        return None;
-    }
-    Some((name, args, rest.filter(|r| !r.trim().is_empty())))
-}
-
 fn unreachable_magic(name: &str) -> ExecuteOutcome {
     // The registry and this dispatch are kept in step by a test; reaching this is a bug.
     tracing::error!("magic %{name} is registered but has no implementation");
@@ -380,50 +464,7 @@ impl Handler for PxKernel {
     }
 
     async fn execute(&self, req: &Request, content: &ExecuteRequest) -> ExecuteOutcome {
-        if let Some((name, args, body)) = store_form(&content.code) {
-            return self
-                .sql
-                .run(req, &self.home, args, body, Some(name))
-                .await
-                .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()));
-        }
-        match invocation(&content.code) {
-            Some(Invocation::Help { name }) if registry::find(name).is_some() => {
-                let help = registry::find(name).map(|m| m.help()).unwrap_or_default();
-                ExecuteOutcome::Ok {
-                    payload: vec![display::page_payload(&help)],
-                    user_expressions: Default::default(),
-                }
-            }
-            Some(Invocation::Cell { name, args, body }) if registry::owns(name, true) => {
-                let result = match name {
-                    "px" => self.run_px(req, content, args, Some(body)).await,
-                    "sql" => self.sql.run(req, &self.home, args, Some(body), None).await,
-                    _ => Ok(unreachable_magic(name)),
-                };
-                result.unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
-            }
-            Some(Invocation::Line { name, args, rest }) if registry::owns(name, false) => {
-                let outcome = match self.run_line_magic(req, content, name, args).await {
-                    Ok(o) => o,
-                    Err(e) => return self.fail(req, e.ename(), &e.to_string()),
-                };
-                if !matches!(outcome, ExecuteOutcome::Ok { .. }) || rest.trim().is_empty() {
-                    outcome
-                } else if self.px.autopx() {
-                    self.run_px(req, content, "", Some(rest))
-                        .await
-                        .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
-                } else {
-                    self.execute_at_home(req, content, rest).await
-                }
-            }
-            _ if self.px.autopx() => self
-                .run_px(req, content, "", Some(&content.code))
-                .await
-                .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string())),
-            _ => self.execute_at_home(req, content, &content.code).await,
-        }
+        self.execute_code(req, content, &content.code).await
     }
 
     async fn shell(&self, req: &Request) -> Option<Reply> {
@@ -453,21 +494,6 @@ impl Handler for PxKernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_store_form_of_sql() {
-        assert_eq!(
-            store_form("df << %sql SELECT 1"),
-            Some(("df", " SELECT 1", None))
-        );
-        assert_eq!(
-            store_form("rows<<%sql\nselect 2"),
-            Some(("rows", "", Some("select 2")))
-        );
-        assert_eq!(store_form("x = 1 << 2"), None);
-        assert_eq!(store_form("a << %sqlx"), None);
-        assert_eq!(store_form("1a << %sql q"), None);
-    }
 
     #[test]
     fn every_registered_line_magic_is_dispatched() {

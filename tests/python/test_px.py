@@ -494,6 +494,30 @@ def test_local_also_runs_the_cell_in_the_home_kernel(kc):
     assert stdout_of(msgs) == "home\n", "the home kernel kept the cell's state"
 
 
+def test_px_lines_mixed_with_plain_code_run_in_order(kc):
+    """As in IPython: our line magics may follow plain code in one cell."""
+    code = "x = 21\n%px y = 2\n%px --targets 0,1 print(y * 3)\nprint(x * 2)\n"
+    reply, msgs = execute(kc, code)
+    assert reply["status"] == "ok", reply
+    assert sorted(tagged_lines(msgs)) == [("stdout", 0, "6"), ("stdout", 1, "6")]
+    assert untagged_lines(msgs) == ["42"]
+
+
+def test_a_px_line_inside_a_string_stays_plain_code(kc):
+    code = 's = """\n%px print(9)\n"""\nprint(len(s))'
+    reply, msgs = execute(kc, code)
+    assert reply["status"] == "ok", reply
+    assert tagged_lines(msgs) == []
+    assert stdout_of(msgs) == "14\n"
+
+
+def test_an_error_before_a_px_line_stops_the_cell_there(kc):
+    reply, msgs = execute(kc, "1 / 0\n%px print('never')\n")
+    assert reply["status"] == "error"
+    assert reply["ename"] == "ZeroDivisionError"
+    assert tagged_lines(msgs) == []
+
+
 def test_verbose_says_how_each_engine_ended(kc):
     reply, msgs = execute(kc, "%px --verbose --targets 0,1 pass")
     assert reply["status"] == "ok"

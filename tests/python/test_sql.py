@@ -769,3 +769,11 @@ def test_declared_types_never_change_values(kc, db, tmp_path, decl, value, kept)
     ok(kc, "%sql -o declared select v from d")
     got = column_reprs(frame(kc, "declared", tmp_path)["v"])
     assert got[0] in kept, got
+
+
+def test_sql_lines_after_plain_code_run_in_order(kc, db):
+    """Plain code, then a store form binding what it just set, then plain code using the result."""
+    msgs = ok(kc, "lim = 2\nmixed << %sql SELECT :lim + 1 AS v\nprint('v is', int(mixed['v'][0]))\n")
+    out = stdout_of(msgs)
+    assert STORED.match(out), out
+    assert out.endswith("v is 3\n"), out
