@@ -25,16 +25,48 @@ pub fn page_payload(text: &str) -> Value {
     json!({"source": "page", "data": {"text/plain": text}, "start": 0})
 }
 
+/// The columns `s` takes in a terminal-style monospace font: East Asian wide
+/// and fullwidth characters (and emoji) take two, combining marks and zero-width
+/// characters none, everything else one. The ranges are the wide blocks of
+/// Unicode's EastAsianWidth.txt, enough to keep CJK tables aligned.
+pub fn display_width(s: &str) -> usize {
+    s.chars().map(char_width).sum()
+}
+
+fn char_width(c: char) -> usize {
+    match u32::from(c) {
+        0x0300..=0x036F | 0x200B..=0x200F | 0x20D0..=0x20FF | 0xFE00..=0xFE0F | 0xFE20..=0xFE2F => {
+            0
+        }
+        0x1100..=0x115F
+        | 0x2E80..=0x303E
+        | 0x3041..=0x33FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xA000..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6
+        | 0x1F300..=0x1F64F
+        | 0x1F900..=0x1F9FF
+        | 0x20000..=0x3FFFD => 2,
+        _ => 1,
+    }
+}
+
 /// A two-column table (name, description) as text/plain and text/html.
 pub fn definition_table(title: &str, rows: &[(String, String)], footer: &str) -> MimeBundle {
     let width = rows
         .iter()
-        .map(|(k, _)| k.chars().count())
+        .map(|(k, _)| display_width(k))
         .max()
         .unwrap_or(0);
     let mut text = format!("{title}\n");
     for (k, v) in rows {
-        text.push_str(&format!("  {k:<width$}  {v}\n"));
+        let fill = " ".repeat(width - display_width(k));
+        text.push_str(&format!("  {k}{fill}  {v}\n"));
     }
     if !footer.is_empty() {
         text.push('\n');
@@ -122,7 +154,7 @@ impl Table {
 
     /// The text/plain rendering: a header, a rule, aligned rows, the footer.
     pub fn to_text(&self) -> String {
-        let width = |s: &str| s.chars().count();
+        let width = display_width;
         let mut widths: Vec<usize> = self.columns.iter().map(|(n, _)| width(n)).collect();
         for row in &self.rows {
             for (i, c) in row.iter().enumerate().take(widths.len()) {
@@ -275,6 +307,27 @@ mod tests {
             t.to_text(),
             "id  name\n--  ----\n 1  a b\n10  NULL\n2 rows\n"
         );
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        let cases = [
+            ("ascii", "abc", 3),
+            ("accented, precomposed", "café", 4),
+            ("combining accent", "cafe\u{301}", 4),
+            ("CJK", "東京", 4),
+            ("Hangul", "서울", 4),
+            ("fullwidth", "ＡＢ", 4),
+            ("emoji", "🙂", 2),
+            ("mixed", "a東b", 4),
+        ];
+        for (name, s, want) in cases {
+            assert_eq!(display_width(s), want, "{name}");
+        }
+        let mut t = Table::new(&[("city", Align::Left), ("n", Align::Right)]);
+        t.rows.push(vec!["東京".into(), "1".into()]);
+        t.rows.push(vec!["Oslo".into(), "22".into()]);
+        assert_eq!(t.to_text(), "city   n\n----  --\n東京   1\nOslo  22\n");
     }
 
     #[test]
