@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
-use crate::protocol::{Header, Message};
+use crate::protocol::{Header, Message, ParentHeader};
 
 /// The frame that separates routing identities from the message.
 pub const DELIMITER: &[u8] = b"<IDS|MSG>";
@@ -200,20 +200,17 @@ fn json_err(frame: &'static str, e: serde_json::Error) -> WireError {
     }
 }
 
-/// `{}` (or any header without a msg_id) means "no parent".
+/// `{}` (or any header without a msg_id) and `null` mean "no parent".
 fn parse_parent(bytes: &[u8]) -> Result<Option<Header>, WireError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| json_err("parent_header", e))?;
-    match v {
-        serde_json::Value::Object(ref m) if m.contains_key("msg_id") => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| json_err("parent_header", e)),
-        serde_json::Value::Object(_) | serde_json::Value::Null => Ok(None),
-        _ => Err(WireError::Json {
+    if !matches!(bytes.trim_ascii_start().first(), Some(b'{' | b'n')) {
+        return Err(WireError::Json {
             frame: "parent_header",
             reason: "not an object".to_owned(),
-        }),
+        });
     }
+    serde_json::from_slice::<ParentHeader>(bytes)
+        .map(|p| p.0)
+        .map_err(|e| json_err("parent_header", e))
 }
 
 fn raw_object(bytes: Vec<u8>, frame: &'static str) -> Result<Box<RawValue>, WireError> {

@@ -8,15 +8,17 @@
 
 pub mod connection;
 pub mod content;
+mod header_de;
 mod time;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub use connection::ConnectionInfo;
+pub use header_de::ParentHeader;
 pub use time::now_iso8601;
 
 /// The protocol version this crate speaks. Peers speaking 5.0 and later are accepted.
@@ -73,24 +75,22 @@ impl Channel {
 }
 
 /// A message header. Unknown fields (for example `subshell_id`) are kept in `extra`
-/// and written back, so relayed headers lose nothing.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// and written back, so relayed headers lose nothing. Read by hand (see
+/// `header_de`): `session`, `username`, `date` and `version` accept any JSON
+/// value, rendered as text (peers send `null` dates); a missing `version` is 5.0.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Header {
     /// Unique id of this message.
     pub msg_id: String,
     /// The session of the sender.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub session: String,
     /// The user of the sender.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub username: String,
     /// ISO 8601 creation time; any value a peer sends is accepted.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub date: String,
     /// The message type, e.g. `execute_request`.
     pub msg_type: String,
     /// The protocol version of the sender.
-    #[serde(default = "default_version", deserialize_with = "lenient_string")]
     pub version: String,
     /// Fields this crate does not model.
     #[serde(flatten)]
@@ -99,15 +99,6 @@ pub struct Header {
 
 fn default_version() -> String {
     "5.0".to_owned()
-}
-
-/// Accepts a string, or any other JSON value rendered as text (peers send `null` dates).
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => s,
-        Value::Null => String::new(),
-        other => other.to_string(),
-    })
 }
 
 /// One Jupyter message without its routing identities.
