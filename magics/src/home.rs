@@ -278,6 +278,13 @@ impl Home {
         }
     }
 
+    /// Whether an IPython home has stored a cell under our execution count `n`
+    /// already: an earlier piece of a cell run in pieces. IPython refuses a
+    /// second history entry with one count.
+    pub fn has_stored(&self, n: u32) -> bool {
+        self.home_next_count.get() == n.checked_add(1)
+    }
+
     /// Forward a request to the home kernel and relay everything it causes.
     /// Returns the home's reply (None when none was expected or it never came).
     pub async fn forward(

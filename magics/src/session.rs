@@ -38,8 +38,6 @@ pub struct PxKernel {
     sql: crate::sql::Sql,
     /// A `%px --local` cell is running in the home kernel too.
     local_running: std::cell::Cell<bool>,
-    /// The execute request whose code last ran at home stored in its history.
-    stored_at_home: std::cell::RefCell<Option<String>>,
 }
 
 /// A magic's failure, shown to the user as one `error` output.
@@ -69,7 +67,6 @@ impl PxKernel {
             px,
             sql: crate::sql::Sql::default(),
             local_running: std::cell::Cell::new(false),
-            stored_at_home: std::cell::RefCell::new(None),
         }
     }
 
@@ -106,14 +103,10 @@ impl PxKernel {
     ) -> ExecuteOutcome {
         let mut body = serde_json::to_value(content).unwrap_or_default();
         body["code"] = Value::String(code.to_owned());
-        // A cell run in pieces is one entry of the home's history: its first
-        // piece there is stored, later ones are not (IPython refuses a second
-        // history entry with the same execution count).
-        let msg_id = &req.message.header.msg_id;
-        let first_piece =
-            self.stored_at_home.replace(Some(msg_id.clone())).as_ref() != Some(msg_id);
-        let counted = !content.silent && content.store_history && first_piece;
-        if content.store_history && !counted {
+        let mut counted = !content.silent && content.store_history;
+        if counted && self.home.has_stored(req.execution_count) {
+            // A later piece of a cell run in pieces: the cell is one history entry.
+            counted = false;
             body["store_history"] = Value::Bool(false);
         }
         let fwd = Forward {
@@ -168,12 +161,7 @@ impl PxKernel {
                     .run(req, &self.home, form.args, form.body, Some(form.name))
                     .await
                     .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()));
-                return match outcome {
-                    ExecuteOutcome::Ok { .. } if !form.rest.trim().is_empty() => {
-                        self.execute_code(req, content, form.rest).await
-                    }
-                    other => other,
-                };
+                return self.then_rest(req, content, outcome, form.rest).await;
             }
             match invocation(code) {
                 Some(Invocation::Help { name }) if registry::find(name).is_some() => {
@@ -192,32 +180,41 @@ impl PxKernel {
                     result.unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
                 }
                 Some(Invocation::Line { name, args, rest }) if registry::owns(name, false) => {
-                    let outcome = match self.run_line_magic(req, content, name, args).await {
-                        Ok(o) => o,
-                        Err(e) => return self.fail(req, e.ename(), &e.to_string()),
-                    };
-                    if !matches!(outcome, ExecuteOutcome::Ok { .. }) || rest.trim().is_empty() {
-                        outcome
-                    } else {
-                        self.execute_code(req, content, rest).await
-                    }
+                    let outcome = self
+                        .run_line_magic(req, content, name, args)
+                        .await
+                        .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()));
+                    self.then_rest(req, content, outcome, rest).await
                 }
                 _ if self.px.autopx() => self
                     .run_px(req, content, "", Some(code))
                     .await
                     .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string())),
                 _ => match split_at_our_magic(code) {
-                    Some((plain, ours)) if self.home_finds_complete(req, plain).await => match self
-                        .execute_at_home(req, content, plain)
-                        .await
-                    {
-                        ExecuteOutcome::Ok { .. } => self.execute_code(req, content, ours).await,
-                        failed => failed,
-                    },
+                    Some((plain, ours)) if self.home_finds_complete(req, plain).await => {
+                        let outcome = self.execute_at_home(req, content, plain).await;
+                        self.then_rest(req, content, outcome, ours).await
+                    }
                     _ => self.execute_at_home(req, content, code).await,
                 },
             }
         })
+    }
+
+    /// After a piece of a cell that succeeded, the rest of the cell; else that piece's outcome.
+    async fn then_rest(
+        &self,
+        req: &Request,
+        content: &ExecuteRequest,
+        outcome: ExecuteOutcome,
+        rest: &str,
+    ) -> ExecuteOutcome {
+        match outcome {
+            ExecuteOutcome::Ok { .. } if !rest.trim().is_empty() => {
+                self.execute_code(req, content, rest).await
+            }
+            other => other,
+        }
     }
 
     /// Whether the home kernel sees `code` as a whole statement: not open inside

@@ -26,23 +26,13 @@ def pxkernel(**kwargs):
         km.shutdown_kernel(now=False)
 
 
+def is_idle(msg) -> bool:
+    return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+
+
 def collect(kc, msg_id, timeout=TIMEOUT):
     """IOPub messages of one request, up to and including its idle status."""
-    out = []
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no idle for {msg_id}; got {[m['msg_type'] for m in out]}")
-        try:
-            msg = kc.get_iopub_msg(timeout=remaining)
-        except Empty:
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        out.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return out
+    return read_until(kc, msg_id, is_idle, timeout)
 
 
 def shell_reply(kc, msg_id, timeout=TIMEOUT):
@@ -204,7 +194,7 @@ def read_until(kc, msg_id, predicate, timeout=TIMEOUT):
         out.append(msg)
         if predicate(msg):
             return out
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+        if is_idle(msg):
             raise AssertionError(f"the request ended before the awaited message: {[m['content'] for m in out]}")
 
 

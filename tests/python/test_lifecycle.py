@@ -19,6 +19,7 @@ from kernel_helpers import (
     execute,
     home_pid,
     kernel_pid,
+    pxkernel,
     stdout_of,
     wait_gone,
 )
@@ -136,18 +137,11 @@ def test_death_of_the_parent_stops_everything(tmp_path, pxkernel_bin):
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_debug_logs_never_contain_a_key(tmp_path, pxkernel_bin):
+def test_debug_logs_never_contain_a_key(tmp_path):
     log = tmp_path / "pxkernel.log"
-    cf = str(tmp_path / "kernel.json")
-    key = "do-not-log-this-key-3f9c2e"
-    write_connection_file(cf, ip="127.0.0.1", key=key.encode())
     env = dict(os.environ, PXKERNEL_LOG="debug", PXKERNEL_LOG_FILE=str(log))
-    proc = subprocess.Popen([str(pxkernel_bin), "kernel", "-f", cf], env=env)
-    kc = BlockingKernelClient(connection_file=cf)
-    kc.load_connection_file()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    with pxkernel(env=env) as (km, kc):
+        key = km.session.key.decode()
         execute(kc, "print('x')")
         execute(kc, "1/0")
         home_key = None
@@ -155,12 +149,6 @@ def test_debug_logs_never_contain_a_key(tmp_path, pxkernel_bin):
         for f in runtime.glob("kernel-pxk-*.json"):
             home_key = json.loads(f.read_text())["key"]
         assert home_key, "the home kernel's connection file is in the runtime dir"
-        kc.shutdown()
-        proc.wait(timeout=30)
-    finally:
-        kc.stop_channels()
-        if proc.poll() is None:
-            proc.kill()
     text = log.read_text()
     assert "DEBUG" in text or "INFO" in text, "debug logging was on"
     assert key not in text
@@ -180,19 +168,11 @@ def test_connection_files_we_write_are_private(tmp_path):
         km.shutdown_kernel(now=False)
 
 
-def test_home_over_unix_sockets_leaves_no_file_behind(tmp_path, pxkernel_bin):
+def test_home_over_unix_sockets_leaves_no_file_behind(tmp_path):
     """An ipykernel home is reached by Unix sockets in the runtime dir, not
     loopback TCP; stopping pxkernel removes the sockets and the connection file."""
     runtime = tmp_path / "rt"
-    cf = str(tmp_path / "kernel.json")
-    write_connection_file(cf, ip="127.0.0.1", key=b"k")
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime))
-    proc = subprocess.Popen([str(pxkernel_bin), "kernel", "-f", cf], env=env)
-    kc = BlockingKernelClient(connection_file=cf)
-    kc.load_connection_file()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    with pxkernel(env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime))) as (_, kc):
         reply, outputs = execute(kc, "print(6 * 7)")
         assert reply["status"] == "ok"
         assert stdout_of(outputs) == "42\n"
@@ -201,10 +181,4 @@ def test_home_over_unix_sockets_leaves_no_file_behind(tmp_path, pxkernel_bin):
         assert info["transport"] == "ipc"
         sockets = [Path(f"{info['ip']}-{info[p]}") for p in ("shell_port", "iopub_port", "hb_port")]
         assert all(s.is_socket() for s in sockets), sockets
-        kc.shutdown()
-        proc.wait(timeout=30)
-    finally:
-        kc.stop_channels()
-        if proc.poll() is None:
-            proc.kill()
     assert list(runtime.iterdir()) == []

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use super::{InterruptMode, KernelSpec, KernelspecError, runtime_dir, which};
 use crate::client::{self, ClientReceiver, ClientSender, HeartbeatPolicy};
 use crate::protocol::content::KernelInfoReply;
-use crate::protocol::{ConnectionInfo, new_uuid};
+use crate::protocol::{Channel, ConnectionInfo, new_uuid};
 
 /// How a launched kernel is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,29 +180,19 @@ impl RunningKernel {
             .mode(0o700)
             .create(&dir)
             .map_err(io("create", dir.clone()))?;
-        let transport = match opts.transport {
-            // A Unix socket path is limited to 107 bytes; a deep runtime dir gets TCP.
-            Transport::Ipc if accepts_ipc(spec) && dir.as_os_str().len() <= MAX_IPC_DIR_LEN => {
-                Transport::Ipc
-            }
-            _ => Transport::Tcp,
-        };
-        let (transport, ip, ports, listeners) = match transport {
-            Transport::Tcp => {
-                let (ports, listeners) = reserve_ports(&opts.ip, 5)
-                    .map_err(io("reserve ports on", PathBuf::from(&opts.ip)))?;
-                ("tcp", opts.ip.clone(), ports, listeners)
-            }
+        // A Unix socket path is limited to 107 bytes; a deep runtime dir gets TCP.
+        let ipc = opts.transport == Transport::Ipc
+            && accepts_ipc(spec)
+            && dir.as_os_str().len() <= MAX_IPC_DIR_LEN;
+        let (transport, ip, ports, listeners) = if ipc {
             // Socket files `<ip>-1` … `<ip>-5`, named after a fresh id.
-            Transport::Ipc => {
-                let base = dir.join(format!("pxk-{}", &new_uuid()[..13]));
-                (
-                    "ipc",
-                    base.to_string_lossy().into_owned(),
-                    vec![1, 2, 3, 4, 5],
-                    Vec::new(),
-                )
-            }
+            let base = dir.join(format!("pxk-{}", &new_uuid()[..13]));
+            let base = base.to_string_lossy().into_owned();
+            ("ipc", base, vec![1, 2, 3, 4, 5], Vec::new())
+        } else {
+            let (ports, listeners) = reserve_ports(&opts.ip, 5)
+                .map_err(io("reserve ports on", PathBuf::from(&opts.ip)))?;
+            ("tcp", opts.ip.clone(), ports, listeners)
         };
         let connection = ConnectionInfo {
             transport: transport.to_owned(),
@@ -379,9 +369,9 @@ impl Drop for RunningKernel {
     fn drop(&mut self) {
         self.signal_group(libc::SIGKILL);
         let _ = std::fs::remove_file(&self.connection_file);
-        if self.connection.transport == "ipc" {
-            for port in 1..=5 {
-                let _ = std::fs::remove_file(format!("{}-{port}", self.connection.ip));
+        for channel in Channel::ALL {
+            if let Some(socket) = self.connection.endpoint(channel).strip_prefix("ipc://") {
+                let _ = std::fs::remove_file(socket);
             }
         }
     }

@@ -62,6 +62,17 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel of a connection.
+    pub const ALL: [Channel; 5] = [
+        Channel::Shell,
+        Channel::Control,
+        Channel::Iopub,
+        Channel::Stdin,
+        Channel::Heartbeat,
+    ];
+}
+
+impl Channel {
     /// The lowercase name used in connection files and logs.
     pub fn name(self) -> &'static str {
         match self {
