@@ -17,7 +17,6 @@ a Python with jupyter_client, ipykernel, pandas, SQLAlchemy, psycopg2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -33,12 +32,10 @@ sys.path.insert(0, str(ROOT / "tests" / "python"))
 
 from pg_server import postgres_server, unavailable_reason  # noqa: E402
 
+from benchlib import line  # noqa: E402
+
 
 VERBOSE = bool(os.environ.get("SQL_BENCH_VERBOSE"))
-
-
-def line(name, **kv):
-    print(name + " " + " ".join(f"{k}={v}" for k, v in kv.items()), flush=True)
 
 
 def stats(xs):
