@@ -3,12 +3,20 @@ meters read from /proc, and process hygiene (every process a run starts is
 recorded with its create time and, if still alive at the end, killed by PID,
 never by name)."""
 
+import atexit
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import psutil
+import zmq
+from jupyter_client.connect import write_connection_file
+from jupyter_client.session import Session
 
 TCK = os.sysconf("SC_CLK_TCK")
 
@@ -194,3 +202,284 @@ def mem_of(pids):
         except OSError:
             pass
     return out
+
+
+# ---------------------------------------------------------------------------
+# running things, and stopping every one of them
+# ---------------------------------------------------------------------------
+
+_live = []         # started objects with .kind and .stop(quiet=...), until stopped
+_ctx = None
+
+
+def zmq_context():
+    global _ctx
+    if _ctx is None:
+        _ctx = zmq.Context()
+    return _ctx
+
+
+def wait_gone(entries, timeout):
+    """Wait until the given (Process, create_time) pairs have exited; returns those still alive."""
+    procs = [p for p, _ in entries]
+    _, alive = psutil.wait_procs(procs, timeout=max(0.0, timeout))
+    return [(p, ct) for p, ct in entries if p in alive]
+
+
+def cleanup():
+    """Stop everything still live, kill what is left by PID, close the zmq context."""
+    global _ctx
+    signal.alarm(0)
+    for k in list(_live):
+        try:
+            k.stop(quiet=True)
+        except Exception as e:  # noqa: BLE001 - keep cleaning up
+            log(f"cleanup: stopping {k.kind}: {e}")
+    n = kill_by_pid(list(_tracked.values()))
+    if n:
+        log(f"cleanup: stopped {n} leftover process(es) by PID")
+    _tracked.clear()
+    if _ctx is not None:
+        _ctx.destroy(linger=0)
+        _ctx = None
+
+
+def install_cleanup(script, timeout):
+    """cleanup() at exit, on SIGTERM/SIGINT/SIGHUP, and when the hard `timeout` (s) fires."""
+    def on_signal(signum, frame):
+        raise SystemExit(f"{script}: got signal {signum}, cleaning up")
+    atexit.register(cleanup)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(sig, on_signal)
+    signal.alarm(max(1, int(timeout)))
+
+
+def stop_tree(owner, pids, ask_to_quit, how, timeout, quiet):
+    """Stop `owner.proc` and the processes `pids` (its tree): ask_to_quit(), wait for
+    all of them, then kill what is left by PID. Returns (seconds until all were
+    gone, number of processes that had to be killed)."""
+    proc = owner.proc
+    entries = [(p, ct) for p, ct in _tracked.values() if p.pid in pids]
+    rest = [e for e in entries if e[0].pid != proc.pid]
+    t0 = time.perf_counter()
+    try:
+        if proc.poll() is None:
+            ask_to_quit()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        wait_gone(rest, t0 + timeout - time.perf_counter())
+    except Exception as e:  # noqa: BLE001 - fall through to killing by PID
+        if not quiet:
+            log(f"{owner.kind}: shutdown failed: {e}")
+    dt = time.perf_counter() - t0
+    killed = 0
+    if proc.poll() is None:
+        proc.kill()
+        killed += 1
+    proc.wait()
+    killed += kill_by_pid(rest)
+    for p, _ in entries:
+        _tracked.pop(p.pid, None)
+    if owner in _live:
+        _live.remove(owner)
+    if killed and not quiet:
+        log(f"{owner.kind}: {killed} process(es) did not exit after {how}; killed by PID")
+    return dt, killed
+
+
+class KernelProcess:
+    """One kernel process started from a kernelspec, with a notebook-like client.
+
+    The client's sockets are plain zmq sockets carrying jupyter_client Session
+    messages (what BlockingKernelClient does, without its machinery). Subclasses
+    add how a cell is executed and timed."""
+
+    conn_prefix = "bench"    # connection files are <runtime>/<prefix>-<tag>.json
+
+    def __init__(self, kind, spec, env, workdir, tag):
+        self.kind = kind
+        self.spec = spec
+        self.env = env
+        self.workdir = workdir
+        self.tag = tag
+        self.proc = None
+        self.shell = self.iopub = self.control = None
+
+    def spawn(self):
+        """Write a connection file, connect shell, start the process. Returns t0."""
+        rt = Path(self.env["JUPYTER_RUNTIME_DIR"])
+        cf, info = write_connection_file(
+            fname=str(rt / f"{self.conn_prefix}-{self.tag}.json"), ip="127.0.0.1",
+            key=uuid.uuid4().hex.encode(), transport="tcp",
+            signature_scheme="hmac-sha256", kernel_name=self.kind)
+        self.cf = cf
+        key = info["key"] if isinstance(info["key"], bytes) else info["key"].encode()
+        self.session = Session(key=key, signature_scheme="hmac-sha256", username="bench")
+        self.ports = info
+        self.shell = self._socket(zmq.DEALER, info["shell_port"], identity=True)
+        argv = [a.replace("{connection_file}", cf).replace("{resource_dir}", self.spec["dir"])
+                for a in self.spec["argv"]]
+        env = dict(self.env)
+        env.update({k: os.path.expandvars(v) for k, v in self.spec.get("env", {}).items()})
+        env["JPY_PARENT_PID"] = str(os.getpid())
+        self.logpath = Path(self.workdir) / f"{self.tag}.log"
+        with open(self.logpath, "wb") as logf:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+        track(psutil.Process(self.pid))
+        _live.append(self)
+        return t0
+
+    def _socket(self, kind, port, identity=False):
+        s = zmq_context().socket(kind)
+        s.linger = 0
+        # Retry a refused connect every 2 ms, not the 100 ms default, so that
+        # start-up figures measure the kernel, not the client's retry timer.
+        s.setsockopt(zmq.RECONNECT_IVL, 2)
+        if identity:
+            s.identity = self.session.bsession
+        if kind == zmq.SUB:
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.connect(f"tcp://127.0.0.1:{port}")
+        return s
+
+    def _check_alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, n=3000):
+        try:
+            return self.logpath.read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def send(self, sock, msg_type, content):
+        return self.session.send(sock, msg_type, content)["header"]["msg_id"]
+
+    def recv(self, sock):
+        _, frames = self.session.feed_identities(sock.recv_multipart())
+        return self.session.deserialize(frames)
+
+    def wait_kernel_info(self, timeout):
+        """Send kernel_info_request (again every second) until a reply arrives; return its time."""
+        ids = set()
+        deadline = time.perf_counter() + timeout
+        next_send = 0.0
+        while True:
+            now = time.perf_counter()
+            if now > deadline:
+                raise TimeoutError(f"{self.kind}: no kernel_info_reply in {timeout}s\n{self.log_tail()}")
+            if now >= next_send:
+                ids.add(self.send(self.shell, "kernel_info_request", {}))
+                next_send = now + 1.0
+            if self.shell.poll(20):
+                t = time.perf_counter()
+                m = self.recv(self.shell)
+                if m["msg_type"] == "kernel_info_reply" and m["parent_header"].get("msg_id") in ids:
+                    self.info = m["content"]
+                    return t
+            else:
+                self._check_alive()
+
+    def connect_iopub(self, timeout):
+        """Connect iopub and wait until messages flow on it (kernel_info until one arrives)."""
+        self.iopub = self._socket(zmq.SUB, self.ports["iopub_port"])
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            self.send(self.shell, "kernel_info_request", {})
+            if self.iopub.poll(200):
+                self.drain(settle=0.05)
+                return
+            self._check_alive()
+        raise TimeoutError(f"{self.kind}: iopub silent for {timeout}s")
+
+    def drain(self, settle=0.0):
+        if settle:
+            time.sleep(settle)
+        for s in (self.shell, self.iopub):
+            while s is not None and s.poll(0):
+                s.recv_multipart()
+
+    def start(self, timeout):
+        self.spawn()
+        self.wait_kernel_info(timeout)
+        self.connect_iopub(timeout)
+
+    def run_cell(self, code, timeout, on_output, on_stray=None):
+        """Send one notebook-style execute_request; wait for its reply AND its idle.
+
+        on_output(msg) sees each iopub message of this request as it arrives,
+        on_stray(msg) each iopub message of another request. Returns (seconds
+        until both the reply and idle arrived, the request's msg_id, the reply content)."""
+        shell, iopub = self.shell, self.iopub
+        poller = zmq.Poller()
+        poller.register(shell, zmq.POLLIN)
+        poller.register(iopub, zmq.POLLIN)
+        content = {"code": code, "silent": False, "store_history": True,
+                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+        t0 = time.perf_counter()
+        msg_id = self.send(shell, "execute_request", content)
+        deadline = t0 + timeout
+        t_reply = t_idle = reply = None
+        while t_reply is None or t_idle is None:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                self._check_alive()
+                raise TimeoutError(f"{self.kind}: cell {code[:60]!r} took over {timeout}s")
+            events = dict(poller.poll(int(remaining * 1000) + 1))
+            for sock in (iopub, shell):
+                while sock in events:
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    now = time.perf_counter()
+                    _, f = self.session.feed_identities(frames)
+                    m = self.session.deserialize(f)
+                    mine = m["parent_header"].get("msg_id") == msg_id
+                    if sock is shell:
+                        if mine:
+                            t_reply, reply = now - t0, m["content"]
+                    elif not mine:
+                        if on_stray is not None:
+                            on_stray(m)
+                    else:
+                        on_output(m)
+                        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                            t_idle = now - t0
+        return max(t_reply, t_idle), msg_id, reply
+
+    def descendants(self):
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def stop(self, timeout=10.0, quiet=False):
+        """shutdown_request on control; wait for the process and every descendant to go.
+
+        Returns (seconds until all gone, number of processes that had to be killed)."""
+        if self.proc is None:
+            return 0.0, 0
+        pids = {self.pid} | {p.pid for p in track_tree(self.pid)}
+
+        def ask():
+            if self.control is None:
+                self.control = self._socket(zmq.DEALER, self.ports["control_port"], identity=True)
+            self.send(self.control, "shutdown_request", {"restart": False})
+
+        result = stop_tree(self, pids, ask, "shutdown_request", timeout, quiet)
+        for s in (self.shell, self.iopub, self.control):
+            if s is not None:
+                s.close(linger=0)
+        self.shell = self.iopub = self.control = None
+        try:
+            os.unlink(self.cf)
+        except OSError:
+            pass
+        self.proc = None
+        return result

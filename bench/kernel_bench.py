@@ -24,27 +24,22 @@ Every process it starts is stopped and reaped; stragglers are killed by PID
 """
 
 import argparse
-import atexit
 import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psutil
 import zmq
-from jupyter_client.connect import write_connection_file
-from jupyter_client.session import Session
 
-from benchlib import (CpuMeter, Noise, _tracked, kill_by_pid, line, log, mem_of, pct,
-                      stats, track, track_tree)
+from benchlib import (CpuMeter, KernelProcess, Noise, cleanup, install_cleanup, line, log,
+                      mem_of, pct, stats, track, track_tree)
 
 REPO = Path(__file__).resolve().parent.parent
 GOALS = {
@@ -58,264 +53,31 @@ PRINT100_OUT = "x" * 100 + "\n"
 
 
 # ---------------------------------------------------------------------------
-# process hygiene
-# ---------------------------------------------------------------------------
-
-_kernels = []      # live Kernel objects
-_ctx = None
-
-
-def cleanup():
-    global _ctx
-    signal.alarm(0)
-    for k in list(_kernels):
-        k.stop(quiet=True)
-    n = kill_by_pid(list(_tracked.values()))
-    if n:
-        log(f"cleanup: stopped {n} leftover process(es) by PID")
-    _tracked.clear()
-    if _ctx is not None:
-        _ctx.destroy(linger=0)
-        _ctx = None
-
-
-def _on_signal(signum, frame):
-    raise SystemExit(f"kernel_bench: got signal {signum}, cleaning up")
-
-
-# ---------------------------------------------------------------------------
 # kernels
 # ---------------------------------------------------------------------------
 
-class Kernel:
-    """One kernel process started from a kernelspec, with a notebook-like client.
+class Kernel(KernelProcess):
+    """A kernel with a notebook-like client that times `execute` cells."""
 
-    The client's sockets are plain zmq sockets carrying jupyter_client Session
-    messages (what BlockingKernelClient does, without its machinery)."""
+    conn_prefix = "kernel-bench"
 
     def __init__(self, kind, spec, env, workdir, tag):
-        self.kind = kind
-        self.spec = spec
-        self.env = env
-        self.workdir = workdir
-        self.tag = tag
-        self.proc = None
-        self.iopub = self.control = None
+        super().__init__(kind, spec, env, workdir, tag)
         self.cells = 0
 
-    # -- life cycle -------------------------------------------------------
-    def spawn(self):
-        """Write a connection file, connect shell, start the process. Returns t0."""
-        rt = Path(self.env["JUPYTER_RUNTIME_DIR"])
-        cf, info = write_connection_file(
-            fname=str(rt / f"kernel-bench-{self.tag}.json"), ip="127.0.0.1",
-            key=uuid.uuid4().hex.encode(), transport="tcp",
-            signature_scheme="hmac-sha256", kernel_name=self.kind)
-        self.cf = cf
-        self.session = Session(key=info["key"] if isinstance(info["key"], bytes) else info["key"].encode(),
-                               signature_scheme="hmac-sha256", username="bench")
-        self.url = lambda port: f"tcp://127.0.0.1:{port}"
-        self.ports = info
-        self.shell = self._socket(zmq.DEALER, info["shell_port"], identity=True)
-        argv = [a.replace("{connection_file}", cf).replace("{resource_dir}", self.spec["dir"])
-                for a in self.spec["argv"]]
-        env = dict(self.env)
-        env.update({k: os.path.expandvars(v) for k, v in self.spec.get("env", {}).items()})
-        env["JPY_PARENT_PID"] = str(os.getpid())
-        self.logpath = Path(self.workdir) / f"{self.tag}.log"
-        logf = open(self.logpath, "wb")
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        logf.close()
-        self.pid = self.proc.pid
-        track(psutil.Process(self.pid))
-        _kernels.append(self)
-        return t0
-
-    def _socket(self, kind, port, identity=False):
-        s = _ctx.socket(kind)
-        s.linger = 0
-        # Retry a refused connect every 2 ms, not the 100 ms default, so that the
-        # start-up figure measures the kernel, not the client's retry timer.
-        s.setsockopt(zmq.RECONNECT_IVL, 2)
-        if identity:
-            s.identity = self.session.bsession
-        if kind == zmq.SUB:
-            s.setsockopt(zmq.SUBSCRIBE, b"")
-        s.connect(self.url(port))
-        return s
-
-    def _check_alive(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, n=3000):
-        try:
-            return self.logpath.read_bytes()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def send(self, sock, msg_type, content):
-        return self.session.send(sock, msg_type, content)["header"]["msg_id"]
-
-    def recv(self, sock):
-        _, frames = self.session.feed_identities(sock.recv_multipart())
-        return self.session.deserialize(frames)
-
-    def wait_kernel_info(self, timeout):
-        """Send kernel_info_request (again every second) until a reply arrives; return its time."""
-        ids = set()
-        deadline = time.perf_counter() + timeout
-        next_send = 0.0
-        while True:
-            now = time.perf_counter()
-            if now > deadline:
-                raise TimeoutError(f"{self.kind}: no kernel_info_reply in {timeout}s\n{self.log_tail()}")
-            if now >= next_send:
-                ids.add(self.send(self.shell, "kernel_info_request", {}))
-                next_send = now + 1.0
-            if self.shell.poll(20):
-                t = time.perf_counter()
-                m = self.recv(self.shell)
-                if m["msg_type"] == "kernel_info_reply" and m["parent_header"].get("msg_id") in ids:
-                    self.info = m["content"]
-                    return t
-            else:
-                self._check_alive()
-
-    def connect_iopub(self, timeout):
-        """Connect iopub and wait until messages flow on it (kernel_info until one arrives)."""
-        self.iopub = self._socket(zmq.SUB, self.ports["iopub_port"])
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            self.send(self.shell, "kernel_info_request", {})
-            if self.iopub.poll(200):
-                self.drain(settle=0.05)
-                return
-            self._check_alive()
-        raise TimeoutError(f"{self.kind}: iopub silent for {timeout}s")
-
-    def drain(self, settle=0.0):
-        if settle:
-            time.sleep(settle)
-        for s in (self.shell, self.iopub):
-            while s is not None and s.poll(0):
-                s.recv_multipart()
-
-    def start(self, timeout):
-        self.spawn()
-        self.wait_kernel_info(timeout)
-        self.connect_iopub(timeout)
-
-    # -- cells ------------------------------------------------------------
     def execute(self, code, timeout):
-        """One notebook-style execute_request; seconds until reply AND idle, and stdout."""
-        shell, iopub = self.shell, self.iopub
-        poller = zmq.Poller()
-        poller.register(shell, zmq.POLLIN)
-        poller.register(iopub, zmq.POLLIN)
-        t_reply = t_idle = None
-        status = None
+        """One notebook-style cell; seconds until reply AND idle, and its stdout."""
         out = []
-        content = {"code": code, "silent": False, "store_history": True,
-                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
-        t0 = time.perf_counter()
-        msg_id = self.send(shell, "execute_request", content)
-        deadline = t0 + timeout
-        while t_reply is None or t_idle is None:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                self._check_alive()
-                raise TimeoutError(f"{self.kind}: cell {code!r} took over {timeout}s")
-            events = dict(poller.poll(int(remaining * 1000) + 1))
-            if iopub in events:
-                while True:
-                    try:
-                        frames = iopub.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    now = time.perf_counter()
-                    _, f = self.session.feed_identities(frames)
-                    m = self.session.deserialize(f)
-                    if m["parent_header"].get("msg_id") != msg_id:
-                        continue
-                    mt = m["msg_type"]
-                    if mt == "stream":
-                        out.append(m["content"]["text"])
-                    elif mt == "status" and m["content"]["execution_state"] == "idle":
-                        t_idle = now - t0
-            if shell in events:
-                while True:
-                    try:
-                        frames = shell.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    now = time.perf_counter()
-                    _, f = self.session.feed_identities(frames)
-                    m = self.session.deserialize(f)
-                    if m["parent_header"].get("msg_id") == msg_id:
-                        t_reply = now - t0
-                        status = m["content"]["status"]
-        if status != "ok":
-            raise RuntimeError(f"{self.kind}: cell {code!r} ended with status {status}")
+
+        def on_output(m):
+            if m["msg_type"] == "stream":
+                out.append(m["content"]["text"])
+
+        t, _, reply = self.run_cell(code, timeout, on_output)
+        if reply["status"] != "ok":
+            raise RuntimeError(f"{self.kind}: cell {code!r} ended with status {reply['status']}")
         self.cells += 1
-        return max(t_reply, t_idle), "".join(out)
-
-    # -- the end ----------------------------------------------------------
-    def descendants(self):
-        try:
-            return psutil.Process(self.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def stop(self, timeout=10.0, quiet=False):
-        """shutdown_request on control; wait for the process and every descendant to go.
-
-        Returns (seconds until all gone, number of processes that had to be killed)."""
-        if self.proc is None:
-            return 0.0, 0
-        procs = track_tree(self.pid)
-        entries = [(p, _tracked[p.pid][1]) for p in procs if p.pid in _tracked]
-        t0 = time.perf_counter()
-        killed = 0
-        try:
-            if self.proc.poll() is None:
-                if self.control is None:
-                    self.control = self._socket(zmq.DEALER, self.ports["control_port"], identity=True)
-                self.send(self.control, "shutdown_request", {"restart": False})
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-            rest = [p for p, _ in entries if p.pid != self.pid]
-            _, alive = psutil.wait_procs(rest, timeout=max(0.0, t0 + timeout - time.perf_counter()))
-        except Exception as e:  # noqa: BLE001 - fall through to killing by PID
-            if not quiet:
-                log(f"{self.kind}: shutdown failed: {e}")
-        dt = time.perf_counter() - t0
-        killed = 0
-        if self.proc.poll() is None:
-            self.proc.kill()
-            killed += 1
-        self.proc.wait()
-        killed += kill_by_pid([(p, ct) for p, ct in entries if p.pid != self.pid])
-        for s in (self.shell, self.iopub, self.control):
-            if s is not None:
-                s.close(linger=0)
-        self.shell = self.iopub = self.control = None
-        for p, _ in entries:
-            _tracked.pop(p.pid, None)
-        if self in _kernels:
-            _kernels.remove(self)
-        try:
-            os.unlink(self.cf)
-        except OSError:
-            pass
-        self.proc = None
-        if killed and not quiet:
-            log(f"{self.kind}: {killed} process(es) did not exit after shutdown_request; killed by PID")
-        return dt, killed
+        return t, "".join(out)
 
 
 # ---------------------------------------------------------------------------
@@ -556,7 +318,6 @@ def summary(results, failed):
 
 
 def main():
-    global _ctx
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pxkernel", default=str(REPO / "target" / "release" / "pxkernel"),
                     help="pxkernel binary (default: target/release/pxkernel of this repo)")
@@ -590,11 +351,7 @@ def main():
         sys.exit(f"kernel_bench: no pxkernel binary at {pxkernel} (build it: cargo build --release, "
                  f"or pass --pxkernel PATH)")
 
-    atexit.register(cleanup)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, _on_signal)
-    signal.alarm(max(1, int(a.timeout)))
-    _ctx = zmq.Context()
+    install_cleanup("kernel_bench", a.timeout)
     tmp = Path(tempfile.mkdtemp(prefix="pxkernel-bench-"))
     results = {}
     failed = None

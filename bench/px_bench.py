@@ -39,7 +39,6 @@ PID still names the same process), never by name.
 """
 
 import argparse
-import atexit
 import collections
 import itertools
 import json
@@ -48,22 +47,19 @@ import platform
 import re
 import select
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psutil
 import zmq
-from jupyter_client.connect import write_connection_file
-from jupyter_client.session import Session
 
-from benchlib import (CpuMeter, Noise, _tracked, kill_by_pid, line, log, mem_of, pct,
-                      stats, track, track_tree)
+from benchlib import (CpuMeter, KernelProcess, Noise, _live, _tracked, cleanup, install_cleanup,
+                      kill_by_pid, line, log, mem_of, pct, stats, stop_tree, track, track_tree,
+                      wait_gone)
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMS = ("pxkernel", "ipyparallel", "floor")
@@ -139,38 +135,6 @@ class GroupMeter:
 # process hygiene
 # ---------------------------------------------------------------------------
 
-_live = []         # live Kernel / Floor objects
-_ctx = None
-
-
-def wait_gone(entries, timeout):
-    """Wait until the given (Process, create_time) pairs have exited; returns those still alive."""
-    procs = [p for p, _ in entries]
-    _, alive = psutil.wait_procs(procs, timeout=max(0.0, timeout))
-    return [(p, ct) for p, ct in entries if p in alive]
-
-
-def cleanup():
-    global _ctx
-    signal.alarm(0)
-    for k in list(_live):
-        try:
-            k.stop(quiet=True)
-        except Exception as e:  # noqa: BLE001 - keep cleaning up
-            log(f"cleanup: stopping {k.kind}: {e}")
-    n = kill_by_pid(list(_tracked.values()))
-    if n:
-        log(f"cleanup: stopped {n} leftover process(es) by PID")
-    _tracked.clear()
-    if _ctx is not None:
-        _ctx.destroy(linger=0)
-        _ctx = None
-
-
-def _on_signal(signum, frame):
-    raise SystemExit(f"px_bench: got signal {signum}, cleaning up")
-
-
 # ---------------------------------------------------------------------------
 # kernels (pxkernel, and the notebook ipykernel that drives ipyparallel)
 # ---------------------------------------------------------------------------
@@ -186,185 +150,52 @@ class Exec:
         return "".join(t for _, t in self.streams) + "".join(self.displays.values())
 
 
-class Kernel:
-    """One kernel process started from a kernelspec, with a notebook-like client.
+class Kernel(KernelProcess):
+    """A kernel with a notebook-like client that times `execute` cells and counts
+    output that arrives after its cell went idle."""
 
-    The client's sockets are plain zmq sockets carrying jupyter_client Session
-    messages (what BlockingKernelClient does, without its machinery)."""
+    conn_prefix = "px-bench"
 
     def __init__(self, kind, spec, env, workdir, tag):
-        self.kind = kind
-        self.spec = spec
-        self.env = env
-        self.workdir = workdir
-        self.tag = tag
-        self.proc = None
-        self.shell = self.iopub = self.control = None
+        super().__init__(kind, spec, env, workdir, tag)
         self.stray = collections.Counter()   # output messages of other requests, by parent id
-
-    def start(self, timeout):
-        rt = Path(self.env["JUPYTER_RUNTIME_DIR"])
-        cf, info = write_connection_file(
-            fname=str(rt / f"px-bench-{self.tag}.json"), ip="127.0.0.1",
-            key=uuid.uuid4().hex.encode(), transport="tcp",
-            signature_scheme="hmac-sha256", kernel_name=self.kind)
-        self.cf = cf
-        key = info["key"] if isinstance(info["key"], bytes) else info["key"].encode()
-        self.session = Session(key=key, signature_scheme="hmac-sha256", username="bench")
-        self.ports = info
-        self.shell = self._socket(zmq.DEALER, info["shell_port"], identity=True)
-        argv = [a.replace("{connection_file}", cf).replace("{resource_dir}", self.spec["dir"])
-                for a in self.spec["argv"]]
-        env = dict(self.env)
-        env.update({k: os.path.expandvars(v) for k, v in self.spec.get("env", {}).items()})
-        env["JPY_PARENT_PID"] = str(os.getpid())
-        self.logpath = Path(self.workdir) / f"{self.tag}.log"
-        with open(self.logpath, "wb") as logf:
-            self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                         stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        self.pid = self.proc.pid
-        track(psutil.Process(self.pid))
-        _live.append(self)
-        self._wait_kernel_info(timeout)
-        self._connect_iopub(timeout)
-
-    def _socket(self, kind, port, identity=False):
-        s = _ctx.socket(kind)
-        s.linger = 0
-        s.setsockopt(zmq.RECONNECT_IVL, 2)
-        if identity:
-            s.identity = self.session.bsession
-        if kind == zmq.SUB:
-            s.setsockopt(zmq.SUBSCRIBE, b"")
-        s.connect(f"tcp://127.0.0.1:{port}")
-        return s
-
-    def _check_alive(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, n=3000):
-        try:
-            return self.logpath.read_bytes()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def _send(self, sock, msg_type, content):
-        return self.session.send(sock, msg_type, content)["header"]["msg_id"]
-
-    def _recv(self, sock):
-        _, frames = self.session.feed_identities(sock.recv_multipart())
-        return self.session.deserialize(frames)
-
-    def _wait_kernel_info(self, timeout):
-        ids = set()
-        deadline = time.perf_counter() + timeout
-        next_send = 0.0
-        while True:
-            now = time.perf_counter()
-            if now > deadline:
-                raise TimeoutError(f"{self.kind}: no kernel_info_reply in {timeout}s\n{self.log_tail()}")
-            if now >= next_send:
-                ids.add(self._send(self.shell, "kernel_info_request", {}))
-                next_send = now + 1.0
-            if self.shell.poll(20):
-                m = self._recv(self.shell)
-                if m["msg_type"] == "kernel_info_reply" and m["parent_header"].get("msg_id") in ids:
-                    self.info = m["content"]
-                    return
-            else:
-                self._check_alive()
-
-    def _connect_iopub(self, timeout):
-        self.iopub = self._socket(zmq.SUB, self.ports["iopub_port"])
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            self._send(self.shell, "kernel_info_request", {})
-            if self.iopub.poll(200):
-                time.sleep(0.05)
-                for s in (self.shell, self.iopub):
-                    while s.poll(0):
-                        s.recv_multipart()
-                return
-            self._check_alive()
-        raise TimeoutError(f"{self.kind}: iopub silent for {timeout}s")
 
     def execute(self, code, timeout, allow_error=False):
         """One notebook-style execute_request; returns an Exec once reply AND idle have arrived."""
-        shell, iopub = self.shell, self.iopub
-        poller = zmq.Poller()
-        poller.register(shell, zmq.POLLIN)
-        poller.register(iopub, zmq.POLLIN)
         r = Exec()
         r.streams, r.displays = [], {}
         r.out_msgs = r.out_bytes = 0
-        r.status = r.error = None
-        t_reply = t_idle = None
-        while iopub.poll(0):    # leftovers (e.g. another client's cells): not timed
-            m = self._recv(iopub)
+        r.error = None
+
+        def on_stray(m):
             if m["msg_type"] in OUTPUT_TYPES:
                 self.stray[m["parent_header"].get("msg_id") or ""] += 1
-        content = {"code": code, "silent": False, "store_history": True,
-                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
-        t0 = time.perf_counter()
-        msg_id = self._send(shell, "execute_request", content)
-        r.msg_id = msg_id
-        deadline = t0 + timeout
-        while t_reply is None or t_idle is None:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                self._check_alive()
-                raise TimeoutError(f"{self.kind}: cell {code[:60]!r} took over {timeout}s")
-            events = dict(poller.poll(int(remaining * 1000) + 1))
-            if iopub in events:
-                while True:
-                    try:
-                        frames = iopub.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    now = time.perf_counter()
-                    _, f = self.session.feed_identities(frames)
-                    m = self.session.deserialize(f)
-                    mt = m["msg_type"]
-                    parent = m["parent_header"].get("msg_id")
-                    if parent != msg_id:
-                        if mt in OUTPUT_TYPES:
-                            self.stray[parent or ""] += 1
-                        continue
-                    c = m["content"]
-                    if mt == "stream":
-                        r.streams.append((c["name"], c["text"]))
-                        r.out_msgs += 1
-                        r.out_bytes += len(c["text"].encode())
-                    elif mt in ("display_data", "update_display_data", "execute_result"):
-                        # ipyparallel streams each engine's output as a display_data with a
-                        # display_id, then update_display_data messages carrying the WHOLE
-                        # text so far; the last one is what the user sees.
-                        txt = c.get("data", {}).get("text/plain", "")
-                        r.out_msgs += 1
-                        r.out_bytes += len(txt.encode())
-                        did = c.get("transient", {}).get("display_id") or f"anon-{r.out_msgs}"
-                        if mt == "update_display_data" or did not in r.displays:
-                            r.displays[did] = txt
-                    elif mt == "error":
-                        r.error = "\n".join(c.get("traceback", [])) or f"{c.get('ename')}: {c.get('evalue')}"
-                    elif mt == "status" and c["execution_state"] == "idle":
-                        t_idle = now - t0
-            if shell in events:
-                while True:
-                    try:
-                        frames = shell.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    now = time.perf_counter()
-                    _, f = self.session.feed_identities(frames)
-                    m = self.session.deserialize(f)
-                    if m["parent_header"].get("msg_id") == msg_id:
-                        t_reply = now - t0
-                        r.status = m["content"]["status"]
-                        if r.status != "ok" and r.error is None:
-                            r.error = f"{m['content'].get('ename')}: {m['content'].get('evalue')}"
-        r.t = max(t_reply, t_idle)
+
+        def on_output(m):
+            mt, c = m["msg_type"], m["content"]
+            if mt == "stream":
+                r.streams.append((c["name"], c["text"]))
+                r.out_msgs += 1
+                r.out_bytes += len(c["text"].encode())
+            elif mt in ("display_data", "update_display_data", "execute_result"):
+                # ipyparallel streams each engine's output as a display_data with a
+                # display_id, then update_display_data messages carrying the WHOLE
+                # text so far; the last one is what the user sees.
+                txt = c.get("data", {}).get("text/plain", "")
+                r.out_msgs += 1
+                r.out_bytes += len(txt.encode())
+                did = c.get("transient", {}).get("display_id") or f"anon-{r.out_msgs}"
+                if mt == "update_display_data" or did not in r.displays:
+                    r.displays[did] = txt
+            elif mt == "error":
+                r.error = "\n".join(c.get("traceback", [])) or f"{c.get('ename')}: {c.get('evalue')}"
+
+        while self.iopub.poll(0):    # leftovers (e.g. another client's cells): not timed
+            on_stray(self.recv(self.iopub))
+        r.t, r.msg_id, reply = self.run_cell(code, timeout, on_output, on_stray)
+        r.status = reply["status"]
+        if r.status != "ok" and r.error is None:
+            r.error = f"{reply.get('ename')}: {reply.get('evalue')}"
         if r.status != "ok" and not allow_error:
             raise RuntimeError(f"{self.kind}: cell {code[:200]!r} ended with status {r.status}:\n"
                                f"{r.error}\n{r.text()[-2000:]}")
@@ -380,61 +211,9 @@ class Kernel:
             remaining = deadline - time.perf_counter()
             if remaining <= 0 or not self.iopub.poll(int(remaining * 1000) + 1):
                 return n
-            m = self._recv(self.iopub)
+            m = self.recv(self.iopub)
             if m["parent_header"].get("msg_id") in ids and m["msg_type"] in OUTPUT_TYPES:
                 n += 1
-
-    def descendants(self):
-        try:
-            return psutil.Process(self.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def stop(self, timeout=10.0, quiet=False):
-        """shutdown_request on control; wait for the process and every descendant to go.
-
-        Returns (seconds until all gone, number of processes that had to be killed)."""
-        if self.proc is None:
-            return 0.0, 0
-        mine = {self.pid} | {p.pid for p in track_tree(self.pid)}
-        entries = [(p, ct) for p, ct in _tracked.values() if p.pid in mine]
-        t0 = time.perf_counter()
-        try:
-            if self.proc.poll() is None:
-                self.control = self._socket(zmq.DEALER, self.ports["control_port"], identity=True)
-                self._send(self.control, "shutdown_request", {"restart": False})
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-            rest = [e for e in entries if e[0].pid != self.pid]
-            wait_gone(rest, t0 + timeout - time.perf_counter())
-        except Exception as e:  # noqa: BLE001 - fall through to killing by PID
-            if not quiet:
-                log(f"{self.kind}: shutdown failed: {e}")
-        dt = time.perf_counter() - t0
-        killed = 0
-        if self.proc.poll() is None:
-            self.proc.kill()
-            killed += 1
-        self.proc.wait()
-        killed += kill_by_pid([e for e in entries if e[0].pid != self.pid])
-        for s in (self.shell, self.iopub, self.control):
-            if s is not None:
-                s.close(linger=0)
-        self.shell = self.iopub = self.control = None
-        for p, _ in entries:
-            _tracked.pop(p.pid, None)
-        if self in _live:
-            _live.remove(self)
-        try:
-            os.unlink(self.cf)
-        except OSError:
-            pass
-        self.proc = None
-        if killed and not quiet:
-            log(f"{self.kind}: {killed} process(es) did not exit after shutdown; killed by PID")
-        return dt, killed
 
 
 # ---------------------------------------------------------------------------
@@ -512,34 +291,16 @@ class Floor:
         if self.proc is None:
             return 0.0, 0
         track_tree(self.pid)
-        mine = {self.pid, *self.engine_pids} if hasattr(self, "engine_pids") else {self.pid}
-        entries = [(p, ct) for p, ct in _tracked.values() if p.pid in mine]
-        t0 = time.perf_counter()
-        try:
-            if self.proc.poll() is None:
-                self.proc.stdin.write(b"quit\n")
-                self.proc.stdin.close()
-                self.proc.wait(timeout)
-            wait_gone([e for e in entries if e[0].pid != self.pid], t0 + timeout - time.perf_counter())
-        except Exception as e:  # noqa: BLE001 - fall through to killing by PID
-            if not quiet:
-                log(f"floor: shutdown failed: {e}")
-        dt = time.perf_counter() - t0
-        killed = 0
-        if self.proc.poll() is None:
-            self.proc.kill()
-            killed += 1
-        self.proc.wait()
-        killed += kill_by_pid([e for e in entries if e[0].pid != self.pid])
-        for p, _ in entries:
-            _tracked.pop(p.pid, None)
-        if self in _live:
-            _live.remove(self)
+        pids = {self.pid, *getattr(self, "engine_pids", ())}
+
+        def ask():
+            self.proc.stdin.write(b"quit\n")
+            self.proc.stdin.close()
+
+        result = stop_tree(self, pids, ask, "quit", timeout, quiet)
         self.proc.stdout.close()
         self.proc = None
-        if killed and not quiet:
-            log(f"floor: {killed} process(es) did not exit after quit; killed by PID")
-        return dt, killed
+        return result
 
 
 # ---------------------------------------------------------------------------
@@ -1057,7 +818,6 @@ def summary(a, results, failed):
 
 
 def main():
-    global _ctx
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pxkernel", default=str(REPO / "target" / "release" / "pxkernel"),
                     help="pxkernel binary (default: target/release/pxkernel of this repo)")
@@ -1118,11 +878,7 @@ def main():
     if not ipp_version:
         sys.exit(f"px_bench: {a.python} has no ipyparallel (pip install ipyparallel==9.2.0)")
 
-    atexit.register(cleanup)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, _on_signal)
-    signal.alarm(max(1, int(a.timeout)))
-    _ctx = zmq.Context()
+    install_cleanup("px_bench", a.timeout)
     tmp = Path(tempfile.mkdtemp(prefix="pxkernel-pxbench-"))
     results = {}
     failed = None
