@@ -97,11 +97,7 @@ fn execute_counts_each_execution() {
 #[test]
 fn execute_silent_publishes_no_input_and_does_not_count() {
     let mut fe = Frontend::start();
-    let first = fe.send_execute("pass");
-    fe.recv_iopub_busy(&first);
-    assert_eq!(fe.recv_iopub_execute_input(&first).execution_count, 1);
-    fe.recv_iopub_idle(&first);
-    assert_eq!(fe.recv_shell_execute_reply(&first).execution_count, Some(1));
+    fe.run_pass_counted(1);
 
     let silent = fe.send_execute_with("pass", json!({"silent": true}));
     fe.recv_iopub_busy(&silent);
@@ -110,21 +106,13 @@ fn execute_silent_publishes_no_input_and_does_not_count() {
     assert_eq!(reply.status, "ok");
     assert_eq!(reply.execution_count, Some(1));
 
-    let next = fe.send_execute("pass");
-    fe.recv_iopub_busy(&next);
-    assert_eq!(fe.recv_iopub_execute_input(&next).execution_count, 2);
-    fe.recv_iopub_idle(&next);
-    assert_eq!(fe.recv_shell_execute_reply(&next).execution_count, Some(2));
+    fe.run_pass_counted(2);
 }
 
 #[test]
 fn execute_without_store_history_does_not_count() {
     let mut fe = Frontend::start();
-    let first = fe.send_execute("pass");
-    fe.recv_iopub_busy(&first);
-    assert_eq!(fe.recv_iopub_execute_input(&first).execution_count, 1);
-    fe.recv_iopub_idle(&first);
-    assert_eq!(fe.recv_shell_execute_reply(&first).execution_count, Some(1));
+    fe.run_pass_counted(1);
 
     let unstored = fe.send_execute_with("print:u", json!({"store_history": false}));
     fe.recv_iopub_busy(&unstored);
@@ -136,11 +124,7 @@ fn execute_without_store_history_does_not_count() {
         Some(1)
     );
 
-    let next = fe.send_execute("pass");
-    fe.recv_iopub_busy(&next);
-    assert_eq!(fe.recv_iopub_execute_input(&next).execution_count, 2);
-    fe.recv_iopub_idle(&next);
-    assert_eq!(fe.recv_shell_execute_reply(&next).execution_count, Some(2));
+    fe.run_pass_counted(2);
 }
 
 #[test]
@@ -579,11 +563,7 @@ fn bad_input_replayed_request_is_answered_once() {
     fe.assert_no_shell_message_within(QUIET);
     fe.assert_no_iopub_message_within(Duration::ZERO);
     // The next reply answers a new request, and the replay did not run or count.
-    let next = fe.send_execute("pass");
-    fe.recv_iopub_busy(&next);
-    assert_eq!(fe.recv_iopub_execute_input(&next).execution_count, 2);
-    fe.recv_iopub_idle(&next);
-    assert_eq!(fe.recv_shell_execute_reply(&next).execution_count, Some(2));
+    fe.run_pass_counted(2);
 }
 
 #[test]

@@ -536,6 +536,19 @@ impl Frontend {
         self.send_execute_with(code, json!({}))
     }
 
+    /// Run `pass` and check its whole exchange: busy, execute_input, idle and the
+    /// reply, the last two carrying execution count `count`.
+    pub fn run_pass_counted(&mut self, count: u32) {
+        let id = self.send_execute("pass");
+        self.recv_iopub_busy(&id);
+        assert_eq!(self.recv_iopub_execute_input(&id).execution_count, count);
+        self.recv_iopub_idle(&id);
+        assert_eq!(
+            self.recv_shell_execute_reply(&id).execution_count,
+            Some(count)
+        );
+    }
+
     /// Send an `execute_request`, overriding fields with those of `options`.
     pub fn send_execute_with(&self, code: &str, options: Value) -> String {
         let mut content = json!({
