@@ -101,22 +101,27 @@ class RssSampler:
 # -- engine death ------------------------------------------------------------------
 
 
+def held_cell(flag, engine_1_sleeps=False):
+    """A %%px cell: every engine prints `started ID`, then (engine 1 after a 30 s
+    sleep, if asked) waits for `flag` to exist and prints `done ID`."""
+    sleep = "if eid == '1':\n    time.sleep(30)\n" if engine_1_sleeps else ""
+    return (
+        "%%px\n"
+        "import os, time\n"
+        f"eid = {ENGINE_ID}\n"
+        "print('started', eid, flush=True)\n"
+        f"{sleep}"
+        f"{wait_for_flag_code(flag)}\n"
+        "print('done', eid)\n"
+    )
+
+
 def test_sigkill_of_an_engine_mid_cell_fails_that_engine_only(tmp_path):
     flag = tmp_path / "release-engine-0"
     with pxkernel() as (km, kc):
         start_engines(kc, 2)
         pids = {i: int(r["pid"]) for i, r in engines_table(kc).items()}
-        code = (
-            "%%px\n"
-            "import os, time\n"
-            f"eid = {ENGINE_ID}\n"
-            "print('started', eid, flush=True)\n"
-            "if eid == '1':\n"
-            "    time.sleep(30)\n"
-            f"{wait_for_flag_code(flag)}\n"
-            "print('done', eid)\n"
-        )
-        msg_id = kc.execute(code)
+        msg_id = kc.execute(held_cell(flag, engine_1_sleeps=True))
         try:
             seen = read_until(kc, msg_id, is_tagged("stdout", 1, "started 1"))
             os.kill(pids[1], signal.SIGKILL)
@@ -144,15 +149,7 @@ def test_a_frozen_engine_is_declared_dead_by_its_heartbeat(tmp_path):
     with pxkernel() as (km, kc):
         start_engines(kc, 2)
         pids = {i: int(r["pid"]) for i, r in engines_table(kc).items()}
-        code = (
-            "%%px\n"
-            "import os, time\n"
-            f"eid = {ENGINE_ID}\n"
-            "print('started', eid, flush=True)\n"
-            f"{wait_for_flag_code(flag)}\n"
-            "print('done', eid)\n"
-        )
-        msg_id = kc.execute(code)
+        msg_id = kc.execute(held_cell(flag))
         try:
             seen = read_until(kc, msg_id, is_tagged("stdout", 1, "started 1"))
             # Stopped, the process is alive but answers nothing, heartbeat included.
