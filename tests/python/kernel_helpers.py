@@ -253,3 +253,11 @@ def notebook_env(**extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     env.update(extra)
     return env
+
+
+def interrupt_a_running_cell(km, kc):
+    """Start a long cell, interrupt it once it runs (it says so), and return its reply."""
+    msg_id = kc.execute("import time\nprint('running', flush=True)\nfor _ in range(600): time.sleep(0.1)")
+    read_until(kc, msg_id, lambda m: m["msg_type"] == "stream" and "running" in m["content"]["text"])
+    km.interrupt_kernel()
+    return shell_reply(kc, msg_id, timeout=20)["content"]

@@ -1,7 +1,6 @@
 """The proxied home kernel, seen through jupyter_client: outputs, counts, stdin,
 comms, interrupt, pass-through magics, death and restart."""
 
-import time
 
 import pytest
 from jupyter_client.manager import start_new_kernel
@@ -11,6 +10,7 @@ from kernel_helpers import (
     collect,
     execute,
     home_pid,
+    interrupt_a_running_cell,
     of_type,
     pxkernel,
     shell_reply,
@@ -202,10 +202,7 @@ def test_complete_inspect_and_is_complete_for_plain_code(kernel):
 def test_interrupt_ends_the_cell_and_keeps_state(kernel):
     km, kc = kernel
     execute(kc, "kept = 'still here'")
-    msg_id = kc.execute("import time\nfor _ in range(600): time.sleep(0.1)")
-    time.sleep(1.0)
-    km.interrupt_kernel()
-    reply = shell_reply(kc, msg_id, timeout=20)["content"]
+    reply = interrupt_a_running_cell(km, kc)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     reply, msgs = execute(kc, "print(kept)")
     assert stdout_of(msgs) == "still here\n"

@@ -3,12 +3,19 @@ exercises a home kernel with interrupt_mode "message"."""
 
 import os
 import subprocess
-import time
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from kernel_helpers import descendants, execute, kernel_pid, of_type, shell_reply, stdout_of, wait_gone
+from kernel_helpers import (
+    descendants,
+    execute,
+    interrupt_a_running_cell,
+    kernel_pid,
+    of_type,
+    stdout_of,
+    wait_gone,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +46,7 @@ def test_outputs_cross_two_proxies(nested):
 def test_message_mode_home_is_interrupted_by_message(nested):
     km, kc = nested
     execute(kc, "kept = 1")
-    msg_id = kc.execute("import time\nfor _ in range(600): time.sleep(0.1)")
-    time.sleep(1.5)
-    km.interrupt_kernel()
-    reply = shell_reply(kc, msg_id, timeout=20)["content"]
+    reply = interrupt_a_running_cell(km, kc)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     reply, msgs = execute(kc, "print(kept)")
     assert stdout_of(msgs) == "1\n"
