@@ -297,7 +297,7 @@ impl Floor {
                 .sender
                 .send(Channel::Shell, "execute_request", &content, None);
             progress.push(Progress {
-                msg_id: h.msg_id,
+                msg_id: h.msg_id.clone(),
                 ..Progress::default()
             });
         }

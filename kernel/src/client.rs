@@ -95,8 +95,8 @@ impl ClientSender {
         channel: Channel,
         msg_type: &str,
         content: &T,
-        parent: Option<&Header>,
-    ) -> Header {
+        parent: Option<&Arc<Header>>,
+    ) -> Arc<Header> {
         let msg = self.session.message(msg_type, content, parent);
         let header = msg.header.clone();
         self.send_message(channel, &msg);
@@ -105,12 +105,13 @@ impl ClientSender {
 
     /// Send a message built elsewhere (e.g. relayed content with our header).
     pub fn send_message(&self, channel: Channel, msg: &Message) -> bool {
-        let frames = self.codec.encode(&[], msg);
-        match channel {
-            Channel::Control => self.control.send(frames),
-            Channel::Stdin => self.stdin.send(frames),
-            _ => self.shell.send(frames),
-        }
+        let outbox = match channel {
+            Channel::Control => &self.control,
+            Channel::Stdin => &self.stdin,
+            _ => &self.shell,
+        };
+        self.codec
+            .encode_with::<&[u8], _>(&[], msg, |frames| outbox.send_parts(frames))
     }
 }
 
@@ -234,7 +235,7 @@ async fn handshake(
         if info.is_none() || !iopub_ready {
             // Ask again: until IOPub is subscribed, the status of earlier asks is lost.
             let h = sender.send(Channel::Shell, "kernel_info_request", &json!({}), None);
-            asked.push(h.msg_id);
+            asked.push(h.msg_id.clone());
         }
         let round = Instant::now() + Duration::from_millis(if iopub_ready { 2000 } else { 200 });
         loop {

@@ -9,7 +9,7 @@
 //! drop. Pure: no sockets.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
 use serde_json::value::RawValue;
@@ -111,10 +111,18 @@ impl Codec {
 
     /// The hex signature of the four JSON frames (empty when unsigned).
     pub fn sign(&self, parts: [&[u8]; 4]) -> Vec<u8> {
-        match self.digest(parts) {
-            Some(mac) => hex::encode(mac.finalize().into_bytes()).into_bytes(),
-            None => Vec::new(),
+        self.sign_hex(parts).map(|h| h.to_vec()).unwrap_or_default()
+    }
+
+    fn sign_hex(&self, parts: [&[u8]; 4]) -> Option<[u8; 64]> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = self.digest(parts)?.finalize().into_bytes();
+        let mut out = [0u8; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
         }
+        Some(out)
     }
 
     /// Split, verify and parse a frame set. Returns the routing ids and the message.
@@ -161,8 +169,8 @@ impl Codec {
         Ok((
             ids,
             Message {
-                header,
-                parent_header,
+                header: Arc::new(header),
+                parent_header: parent_header.map(Arc::new),
                 metadata,
                 content,
                 buffers,
@@ -172,24 +180,60 @@ impl Codec {
 
     /// Serialize and sign a message behind the given routing ids.
     pub fn encode(&self, ids: &[Vec<u8>], msg: &Message) -> Vec<Vec<u8>> {
-        let header = serde_json::to_vec(&msg.header).unwrap_or_else(|_| b"{}".to_vec());
+        self.encode_with(ids, msg, |frames| {
+            frames.iter().map(|f| f.to_vec()).collect()
+        })
+    }
+
+    /// Serialize and sign a message behind the given routing ids, and hand its
+    /// frames to `send` borrowed: metadata, content and buffers are not copied.
+    pub fn encode_with<I: AsRef<[u8]>, R>(
+        &self,
+        ids: &[I],
+        msg: &Message,
+        send: impl FnOnce(&[&[u8]]) -> R,
+    ) -> R {
+        let header = to_json(&*msg.header);
         let parent = match &msg.parent_header {
-            Some(p) => serde_json::to_vec(p).unwrap_or_else(|_| b"{}".to_vec()),
+            Some(p) => to_json(&**p),
             None => b"{}".to_vec(),
         };
-        let metadata = msg.metadata.get().as_bytes().to_vec();
-        let content = msg.content.get().as_bytes().to_vec();
-        let signature = self.sign([&header, &parent, &metadata, &content]);
-        let mut frames = Vec::with_capacity(ids.len() + 6 + msg.buffers.len());
-        frames.extend(ids.iter().cloned());
-        frames.push(DELIMITER.to_vec());
-        frames.push(signature);
-        frames.push(header);
-        frames.push(parent);
-        frames.push(metadata);
-        frames.push(content);
-        frames.extend(msg.buffers.iter().cloned());
-        frames
+        let metadata = msg.metadata.get().as_bytes();
+        let content = msg.content.get().as_bytes();
+        let signature = self.sign_hex([&header, &parent, metadata, content]);
+        let signature: &[u8] = signature.as_ref().map_or(&[], |s| s.as_slice());
+        let head = [DELIMITER, signature, &header, &parent, metadata, content];
+        let count = ids.len() + head.len() + msg.buffers.len();
+        // The usual message (one routing id or topic, no buffers) is framed on the stack.
+        if count <= 8 {
+            let mut frames: [&[u8]; 8] = [&[]; 8];
+            let all = ids
+                .iter()
+                .map(AsRef::as_ref)
+                .chain(head)
+                .chain(msg.buffers.iter().map(Vec::as_slice));
+            for (slot, f) in frames.iter_mut().zip(all) {
+                *slot = f;
+            }
+            send(&frames[..count])
+        } else {
+            let frames: Vec<&[u8]> = ids
+                .iter()
+                .map(AsRef::as_ref)
+                .chain(head)
+                .chain(msg.buffers.iter().map(Vec::as_slice))
+                .collect();
+            send(&frames)
+        }
+    }
+}
+
+/// A header as JSON; serializing our own header cannot fail, `{}` if it somehow does.
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => out,
+        Err(_) => b"{}".to_vec(),
     }
 }
 

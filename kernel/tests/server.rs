@@ -401,7 +401,7 @@ fn stdin_not_allowed_when_the_request_says_so() {
 #[test]
 fn stdin_reply_to_nothing_is_dropped() {
     let mut fe = Frontend::start();
-    let stray = fe.session.header("input_request");
+    let stray = std::sync::Arc::new(fe.session.header("input_request"));
     fe.send_input_reply(&stray, "nobody asked");
     // A later real exchange is unaffected.
     let id = fe.send_execute("input:again?");
@@ -650,7 +650,7 @@ fn request_from_a_5_0_peer_is_answered() {
 fn request_from_a_5_5_peer_keeps_its_subshell_id_in_the_parent() {
     let mut fe = Frontend::start();
     let mut msg = fe.message("kernel_info_request", &json!({}));
-    msg.header
+    std::sync::Arc::make_mut(&mut msg.header)
         .extra
         .insert("subshell_id".to_owned(), json!("sub-1"));
     let id = msg.header.msg_id.clone();

@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pxkernel_kernel::kernelspec::{self, LaunchOptions};
@@ -73,12 +74,12 @@ enum Phase {
 /// Home msg_id → frontend parent, bounded, oldest forgotten first.
 #[derive(Default)]
 struct Recent {
-    map: HashMap<String, Header>,
+    map: HashMap<String, Arc<Header>>,
     order: VecDeque<String>,
 }
 
 impl Recent {
-    fn insert(&mut self, id: String, parent: Header) {
+    fn insert(&mut self, id: String, parent: Arc<Header>) {
         if self.order.len() >= RECENT_PARENTS
             && let Some(old) = self.order.pop_front()
         {
@@ -87,6 +88,12 @@ impl Recent {
         self.order.push_back(id.clone());
         self.map.insert(id, parent);
     }
+}
+
+/// The one field of an execute_reply the count tracking reads.
+#[derive(serde::Deserialize)]
+struct CountOnly {
+    execution_count: Option<u32>,
 }
 
 /// What a forwarded request needs besides its content.
@@ -314,10 +321,10 @@ impl Home {
             .await?;
         if counted && let Some(r) = &reply {
             let home_count = r
-                .content_map()
-                .get("execution_count")
-                .and_then(serde_json::Value::as_u64)
-                .map(|c| c as u32 + 1);
+                .parse_content::<CountOnly>()
+                .ok()
+                .and_then(|c| c.execution_count)
+                .map(|c| c + 1);
             self.home_next_count.set(home_count.filter(|_| ipython));
         }
         Ok(reply)
@@ -346,7 +353,7 @@ impl Home {
 
         let mut reply: Option<Message> = None;
         let mut idle = false;
-        let mut input: Option<(Header, PendingInput<'_>)> = None;
+        let mut input: Option<(Arc<Header>, PendingInput<'_>)> = None;
         loop {
             if idle && (reply.is_some() || !fwd.expects_reply) {
                 break;

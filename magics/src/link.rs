@@ -132,7 +132,8 @@ impl Link {
             return Err(reason);
         }
         if msg.header.session.is_empty() {
-            msg.header.session = self.sender.session().id().to_owned();
+            std::sync::Arc::make_mut(&mut msg.header).session =
+                self.sender.session().id().to_owned();
         }
         let id = msg.header.msg_id.clone();
         self.routes.borrow_mut().insert(id.clone(), listener);

@@ -21,6 +21,17 @@ use crate::registry::{self, CompletionKind};
 use crate::{display, lsmagic};
 
 /// How pxkernel was configured at launch.
+/// The execute_request sent home: the frontend's, with this piece's code.
+#[derive(serde::Serialize)]
+struct HomeExecute<'a> {
+    code: &'a str,
+    silent: bool,
+    store_history: bool,
+    user_expressions: &'a serde_json::Map<String, Value>,
+    allow_stdin: bool,
+    stop_on_error: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The home kernel's kernelspec name.
@@ -101,14 +112,18 @@ impl PxKernel {
         content: &ExecuteRequest,
         code: &str,
     ) -> ExecuteOutcome {
-        let mut body = serde_json::to_value(content).unwrap_or_default();
-        body["code"] = Value::String(code.to_owned());
-        let mut counted = !content.silent && content.store_history;
-        if counted && self.home.has_stored(req.execution_count) {
-            // A later piece of a cell run in pieces: the cell is one history entry.
-            counted = false;
-            body["store_history"] = Value::Bool(false);
-        }
+        let counts = !content.silent && content.store_history;
+        // A later piece of a cell run in pieces: the cell is one history entry.
+        let later_piece = counts && self.home.has_stored(req.execution_count);
+        let counted = counts && !later_piece;
+        let body = HomeExecute {
+            code,
+            silent: content.silent,
+            store_history: content.store_history && !later_piece,
+            user_expressions: &content.user_expressions,
+            allow_stdin: content.allow_stdin,
+            stop_on_error: content.stop_on_error,
+        };
         let fwd = Forward {
             channel: Channel::Shell,
             msg_type: "execute_request",
@@ -301,7 +316,7 @@ impl PxKernel {
         };
         match self.home.forward(req, fwd).await {
             Ok(Some(m)) => Some(Reply {
-                msg_type: m.header.msg_type,
+                msg_type: m.header.msg_type.clone(),
                 content: m.content,
                 metadata: m.metadata,
                 buffers: m.buffers,

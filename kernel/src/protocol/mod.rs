@@ -11,6 +11,7 @@ pub mod content;
 mod header_de;
 mod time;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -115,10 +116,10 @@ fn default_version() -> String {
 /// One Jupyter message without its routing identities.
 #[derive(Clone, Debug)]
 pub struct Message {
-    /// This message's header.
-    pub header: Header,
+    /// This message's header (shared: every reply and output names it as parent).
+    pub header: Arc<Header>,
     /// The header of the request this message answers or was caused by.
-    pub parent_header: Option<Header>,
+    pub parent_header: Option<Arc<Header>>,
     /// Metadata, as the raw JSON object text it arrived with.
     pub metadata: Box<RawValue>,
     /// Content, as raw JSON text; parse it with [`Message::parse_content`].
@@ -206,7 +207,7 @@ impl Session {
         &self,
         msg_type: &str,
         content: &T,
-        parent: Option<&Header>,
+        parent: Option<&Arc<Header>>,
     ) -> Message {
         self.message_raw(msg_type, to_raw(content), parent)
     }
@@ -216,10 +217,10 @@ impl Session {
         &self,
         msg_type: &str,
         content: Box<RawValue>,
-        parent: Option<&Header>,
+        parent: Option<&Arc<Header>>,
     ) -> Message {
         Message {
-            header: self.header(msg_type),
+            header: Arc::new(self.header(msg_type)),
             parent_header: parent.cloned(),
             metadata: empty_object(),
             content,

@@ -137,17 +137,23 @@ pub(crate) struct ServerIo {
 
 impl ServerIo {
     pub(crate) fn publish_message(&self, msg: &Message) {
-        let topic = format!("kernel.{}.{}", self.session.id(), msg.header.msg_type).into_bytes();
-        self.iopub.send(self.codec.encode(&[topic], msg));
+        let (id, msg_type) = (self.session.id(), &msg.header.msg_type);
+        let mut topic = Vec::with_capacity(8 + id.len() + msg_type.len());
+        for part in [b"kernel.", id.as_bytes(), b".", msg_type.as_bytes()] {
+            topic.extend_from_slice(part);
+        }
+        self.codec
+            .encode_with(&[topic], msg, |frames| self.iopub.send_parts(frames));
     }
 
     pub(crate) fn send_on(&self, channel: Channel, ids: &[Vec<u8>], msg: &Message) {
-        let frames = self.codec.encode(ids, msg);
-        match channel {
-            Channel::Control => self.control.send(frames),
-            Channel::Stdin => self.stdin.send(frames),
-            _ => self.shell.send(frames),
+        let outbox = match channel {
+            Channel::Control => &self.control,
+            Channel::Stdin => &self.stdin,
+            _ => &self.shell,
         };
+        self.codec
+            .encode_with(ids, msg, |frames| outbox.send_parts(frames));
     }
 }
 
@@ -161,16 +167,16 @@ impl Publisher {
         &self,
         msg_type: &str,
         content: &T,
-        parent: Option<&Header>,
+        parent: Option<&Arc<Header>>,
     ) {
         let msg = self.0.session.message(msg_type, content, parent);
         self.0.publish_message(&msg);
     }
 
     /// Publish a message from elsewhere (e.g. a proxied kernel) under `parent`.
-    pub fn relay(&self, mut msg: Message, parent: Option<&Header>) {
+    pub fn relay(&self, mut msg: Message, parent: Option<&Arc<Header>>) {
         msg.parent_header = parent.cloned();
-        msg.header.session = self.0.session.id().to_owned();
+        Arc::make_mut(&mut msg.header).session = self.0.session.id().to_owned();
         self.0.publish_message(&msg);
     }
 
@@ -197,7 +203,7 @@ pub struct Request {
 
 impl Request {
     /// The request's header (the parent of everything it causes).
-    pub fn header(&self) -> &Header {
+    pub fn header(&self) -> &Arc<Header> {
         &self.message.header
     }
 

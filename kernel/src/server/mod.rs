@@ -18,7 +18,7 @@ use handler::ServerIo;
 pub use handler::{ExecuteOutcome, Handler, InputError, Publisher, Reply, Request};
 
 use crate::protocol::content::{ExecuteRequest, Shutdown, reply_type};
-use crate::protocol::{Channel, ConnectionInfo, Message, Session};
+use crate::protocol::{Channel, ConnectionInfo, Message, Session, to_raw};
 use crate::transport::{self, Echo, Frames, Inbox, Kind, Options, Side, TransportError};
 use crate::wire::{Codec, WireError};
 
@@ -176,7 +176,9 @@ impl<H: Handler> Dispatch<'_, H> {
     fn status(&self, state: &str, parent: &Message) {
         Publisher(self.io.clone()).publish(
             "status",
-            &json!({"execution_state": state}),
+            &StatusContent {
+                execution_state: state,
+            },
             Some(&parent.header),
         );
     }
@@ -217,9 +219,9 @@ impl<H: Handler> Dispatch<'_, H> {
             let Some((ids, message)) = self.decode(Channel::Shell, queued.frames) else {
                 continue;
             };
-            let req = self.request(Channel::Shell, ids, message);
+            let mut req = self.request(Channel::Shell, ids, message);
             self.status("busy", &req.message);
-            let outcome = self.handle_shell(&req, queued.aborting).await;
+            let outcome = self.handle_shell(&mut req, queued.aborting).await;
             self.status("idle", &req.message);
             match outcome {
                 ShellOutcome::Done => {}
@@ -240,7 +242,7 @@ impl<H: Handler> Dispatch<'_, H> {
         }
     }
 
-    async fn handle_shell(&self, req: &Request, aborting: bool) -> ShellOutcome {
+    async fn handle_shell(&self, req: &mut Request, aborting: bool) -> ShellOutcome {
         match req.msg_type() {
             "execute_request" => self.execute(req, aborting).await,
             "kernel_info_request" => {
@@ -260,7 +262,7 @@ impl<H: Handler> Dispatch<'_, H> {
         }
     }
 
-    async fn execute(&self, req: &Request, aborting: bool) -> ShellOutcome {
+    async fn execute(&self, req: &mut Request, aborting: bool) -> ShellOutcome {
         let content: ExecuteRequest = match req.message.parse_content() {
             Ok(c) => c,
             Err(e) => {
@@ -291,24 +293,29 @@ impl<H: Handler> Dispatch<'_, H> {
             self.execution_count.set(self.execution_count.get() + 1);
         }
         let count = self.execution_count.get();
-        let req = Request {
-            execution_count: count,
-            ..req.clone()
-        };
+        req.execution_count = count;
+        let req = &*req;
         if !content.silent {
             req.publish(
                 "execute_input",
-                &json!({"code": content.code, "execution_count": count}),
+                &ExecuteInputContent {
+                    code: &content.code,
+                    execution_count: count,
+                },
             );
         }
-        let outcome = self.handler.execute(&req, &content).await;
+        let outcome = self.handler.execute(req, &content).await;
         let (body, failed) = match outcome {
             ExecuteOutcome::Ok {
                 payload,
                 user_expressions,
             } => (
-                json!({"status": "ok", "execution_count": count, "payload": payload,
-                       "user_expressions": user_expressions}),
+                to_raw(&ExecuteOkContent {
+                    status: "ok",
+                    execution_count: count,
+                    payload: &payload,
+                    user_expressions: &user_expressions,
+                }),
                 false,
             ),
             ExecuteOutcome::Error {
@@ -316,16 +323,18 @@ impl<H: Handler> Dispatch<'_, H> {
                 evalue,
                 traceback,
             } => (
-                json!({"status": "error", "execution_count": count, "ename": ename,
+                to_raw(
+                    &json!({"status": "error", "execution_count": count, "ename": ename,
                        "evalue": evalue, "traceback": traceback}),
+                ),
                 true,
             ),
             ExecuteOutcome::Aborted => (
-                json!({"status": "aborted", "execution_count": count}),
+                to_raw(&json!({"status": "aborted", "execution_count": count})),
                 false,
             ),
         };
-        self.reply(&req, Reply::new("execute_reply", &body));
+        self.reply(req, Reply::raw("execute_reply", body));
         if failed && content.stop_on_error {
             ShellOutcome::StopOnError
         } else {
@@ -468,6 +477,28 @@ impl<H: Handler> Dispatch<'_, H> {
             }
         }
     }
+}
+
+/// `status` content, borrowed (the typed one owns its string).
+#[derive(serde::Serialize)]
+struct StatusContent<'a> {
+    execution_state: &'a str,
+}
+
+/// `execute_input` content, borrowing the request's code.
+#[derive(serde::Serialize)]
+struct ExecuteInputContent<'a> {
+    code: &'a str,
+    execution_count: u32,
+}
+
+/// An `ok` execute_reply: `payload` and `user_expressions` are always present.
+#[derive(serde::Serialize)]
+struct ExecuteOkContent<'a> {
+    status: &'static str,
+    execution_count: u32,
+    payload: &'a [serde_json::Value],
+    user_expressions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 enum ShellOutcome {

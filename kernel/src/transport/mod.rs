@@ -9,7 +9,8 @@
 //! and reconnecting by itself (kernels restart, tunnels come up late), and a SUB
 //! that subscribes again after every reconnect.
 //!
-//! Callers see a socket as an [`Outbox`] (unbounded, never blocks) and an
+//! Callers see a socket as an [`Outbox`] (never blocks; sending encodes into the
+//! connection's write buffer in the caller's task) and an
 //! [`Inbox`] (bounded: a flood pushes back on the peer's TCP connection instead
 //! of growing our memory). The heartbeat echo runs on its own thread, so it
 //! answers while the main runtime is busy.
@@ -19,9 +20,11 @@ pub mod zmtp;
 
 use std::path::PathBuf;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
 
-use socket::{Address, Listener};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use socket::{Address, Bound, Connected, Listener, Socket};
 
 /// One multipart message as frames.
 pub type Frames = Vec<Vec<u8>>;
@@ -72,17 +75,17 @@ pub struct Options {
     pub queue: Option<usize>,
 }
 
-/// What a socket task is asked to do, in order.
-enum Outgoing {
-    Frames(Frames),
-    /// Signal once everything queued before it has been written to the peers.
-    Flush(oneshot::Sender<()>),
-}
-
-/// The sending half of a socket. Cloneable; sends never block. When every clone
-/// is dropped the socket writes what is queued and closes.
+/// The sending half of a socket. Cloneable; sends never block (a peer whose
+/// queue is full loses the message, as with libzmq's high-water mark). When every
+/// clone is dropped the socket writes what is queued and closes.
 #[derive(Clone)]
-pub struct Outbox(mpsc::UnboundedSender<Outgoing>);
+pub struct Outbox(Arc<OutboxHandle>);
+
+struct OutboxHandle {
+    socket: Arc<Socket>,
+    /// Dropped with the last clone: tells the socket's tasks to close.
+    _closing: watch::Sender<()>,
+}
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,17 +94,20 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// Queue a message; false when the socket has closed.
+    /// Queue a message; false when it was dropped (no peer with that routing id, a
+    /// full queue, or a socket type that does not send).
     pub fn send(&self, frames: Frames) -> bool {
-        self.0.send(Outgoing::Frames(frames)).is_ok()
+        self.0.socket.send(&frames)
+    }
+
+    /// Queue a message given as borrowed frames, without building a [`Frames`].
+    pub fn send_parts(&self, frames: &[&[u8]]) -> bool {
+        self.0.socket.send(frames)
     }
 
     /// Wait until every message queued so far has been written to the connected peers.
     pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.0.send(Outgoing::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
+        self.0.socket.flush().await;
     }
 }
 
@@ -181,30 +187,37 @@ pub fn open(
     endpoint: &str,
     options: &Options,
 ) -> Result<(Outbox, Inbox), TransportError> {
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
+    let (closing_tx, closing) = watch::channel(());
     let name = endpoint.to_owned();
-    match side {
+    let socket = match side {
         Side::Bind => {
             let listener = adopt(bind_std(endpoint)?, endpoint)?;
             let queue = options.queue.unwrap_or(DEFAULT_QUEUE);
-            tokio::spawn(socket::run_bound(
-                kind, listener, queue, in_tx, out_rx, name,
-            ));
+            let socket = Arc::new(Socket::Bound(Bound::new(kind, queue, name)));
+            tokio::spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
+            socket
         }
         Side::Connect => {
             let addr = parse_endpoint(endpoint)?;
+            let socket = Arc::new(Socket::Connected(Connected::new(kind, name)));
             tokio::spawn(socket::run_connected(
-                kind,
+                socket.clone(),
                 addr,
                 options.identity.clone(),
                 in_tx,
-                out_rx,
-                name,
+                closing,
             ));
+            socket
         }
-    }
-    Ok((Outbox(out_tx), in_rx))
+    };
+    Ok((
+        Outbox(Arc::new(OutboxHandle {
+            socket,
+            _closing: closing_tx,
+        })),
+        in_rx,
+    ))
 }
 
 /// The heartbeat echo of a kernel: a ROUTER on its own thread that sends every
@@ -241,20 +254,13 @@ pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
                         return;
                     }
                 };
-                let (out_tx, out_rx) = mpsc::unbounded_channel();
                 let (in_tx, mut inbox) = mpsc::channel(INBOX_CAPACITY);
-                tokio::spawn(socket::run_bound(
-                    Kind::Router,
-                    listener,
-                    DEFAULT_QUEUE,
-                    in_tx,
-                    out_rx,
-                    name,
-                ));
-                let outbox = Outbox(out_tx);
+                let (_closing, closing) = watch::channel(());
+                let socket = Arc::new(Socket::Bound(Bound::new(Kind::Router, DEFAULT_QUEUE, name)));
+                tokio::spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
                 let echo = async {
                     while let Some(frames) = inbox.recv().await {
-                        outbox.send(frames);
+                        socket.send(&frames);
                     }
                 };
                 tokio::select! {
@@ -316,6 +322,50 @@ mod tests {
                 assert_eq!(recv(&mut din).await, vec![i.to_le_bytes().to_vec()]);
             }
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn messages_queued_before_the_outbox_is_dropped_are_still_delivered() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let (_rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
+        let (dout, _din) = open(Kind::Dealer, Side::Connect, &ep, &Options::default()).unwrap();
+        dout.send(vec![b"hello".to_vec()]);
+        assert_eq!(recv(&mut rin).await[1], b"hello");
+        for i in 0..200u32 {
+            assert!(dout.send_parts(&[&i.to_le_bytes()]));
+        }
+        // Closing writes what is queued before the connection goes.
+        drop(dout);
+        for i in 0..200u32 {
+            assert_eq!(recv(&mut rin).await[1], i.to_le_bytes());
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_peer_queue_drops_instead_of_growing() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let opts = Options {
+            queue: Some(3),
+            ..Options::default()
+        };
+        let (rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &opts).unwrap();
+        let id = Options {
+            identity: Some(b"slow".to_vec()),
+            ..Options::default()
+        };
+        let (dout, mut din) = open(Kind::Dealer, Side::Connect, &ep, &id).unwrap();
+        dout.send(vec![b"hi".to_vec()]);
+        recv(&mut rin).await;
+        // Queued in one step of the runtime: the writer has not run yet.
+        let sent: Vec<bool> = (0..5u8)
+            .map(|i| rout.send(vec![b"slow".to_vec(), vec![i]]))
+            .collect();
+        assert_eq!(sent, [true, true, true, false, false]);
+        assert!(!rout.send(vec![b"nobody".to_vec(), vec![9]]), "unknown routing id");
+        for i in 0..3u8 {
+            assert_eq!(recv(&mut din).await, vec![vec![i]]);
+        }
+        rout.flush().await;
     }
 
     #[test]

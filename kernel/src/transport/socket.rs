@@ -1,23 +1,26 @@
 //! ZeroMQ socket semantics over tokio streams: ROUTER and XPUB (bind side, many
 //! peers) and DEALER and SUB (connect side, one peer, reconnecting).
 //!
-//! Every connection has a reader task (frames → the socket's inbox) and a writer
-//! task that drains a queue of pre-encoded messages, batching whatever is queued
-//! into one write. The socket task owns the outbox: it encodes each message once
-//! and routes it — to one peer by routing id (ROUTER), to every matching
-//! subscriber (XPUB), or to the connection, queueing while there is none (DEALER).
+//! Sending happens in the caller's task: [`Socket::send`] routes a message — to
+//! one peer by routing id (ROUTER), to every matching subscriber (XPUB), or to the
+//! connection, queueing while there is none (DEALER) — and encodes it straight
+//! into that connection's write buffer. Each connection has a writer task that
+//! writes whatever has gathered in one syscall (the messages one step of the
+//! runtime queues go out together) and a reader task (frames → the socket's
+//! inbox). There is no task between a sender and a connection: a message costs
+//! one encode and, at most, one wake-up of the writer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::zmtp::{self, COMMAND, GREETING_LEN, LONG, MORE, ZmtpError};
-use super::{Frames, Kind, Outgoing};
+use super::{Frames, Kind};
 
 /// Frames larger than this end the connection (a broken or hostile peer).
 const MAX_FRAME: u64 = 4 << 30;
@@ -174,67 +177,185 @@ async fn handshake(
     Ok(props)
 }
 
-/// What a writer task is given.
-enum WriteItem {
-    Bytes(Arc<Vec<u8>>),
-    Flush(oneshot::Sender<()>),
+/// Poisoning only means a panic elsewhere; the data is still consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn write_loop(mut wr: Writer, mut rx: mpsc::Receiver<WriteItem>) {
-    let mut batch: Vec<u8> = Vec::new();
-    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(item) = rx.recv().await {
-        let mut single: Option<Arc<Vec<u8>>> = None;
-        match item {
-            WriteItem::Bytes(b) => single = Some(b),
-            WriteItem::Flush(ack) => acks.push(ack),
+/// The write side of one connection: senders append encoded messages, its
+/// writer task writes them.
+pub(super) struct Conn {
+    state: Mutex<WriteState>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct WriteState {
+    buf: Vec<u8>,
+    /// Messages in `buf`, for the high-water mark.
+    queued: usize,
+    /// Waiting for everything queued so far to be written.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// The writer holds a batch it has not finished writing.
+    writing: bool,
+    /// The connection has ended: nothing more is written.
+    gone: bool,
+}
+
+impl Conn {
+    fn new(buf: Vec<u8>, queued: usize) -> Arc<Conn> {
+        let conn = Arc::new(Conn {
+            state: Mutex::new(WriteState {
+                buf,
+                queued,
+                ..WriteState::default()
+            }),
+            wake: Notify::new(),
+        });
+        conn.wake.notify_one();
+        conn
+    }
+
+    /// Append one message unless `limit` messages already wait; false when it was dropped.
+    fn push(&self, limit: usize, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let was_idle = {
+            let mut s = lock(&self.state);
+            if s.gone || s.queued >= limit {
+                return false;
+            }
+            let was_idle = s.buf.is_empty();
+            encode(&mut s.buf);
+            s.queued += 1;
+            was_idle
+        };
+        if was_idle {
+            self.wake.notify_one();
         }
-        // Batch what else is queued into one write: one syscall for a burst.
-        while batch.len() < (1 << 20) {
-            match rx.try_recv() {
-                Ok(WriteItem::Bytes(b)) => {
-                    if let Some(first) = single.take() {
-                        batch.extend_from_slice(&first);
-                    }
-                    batch.extend_from_slice(&b);
+        true
+    }
+
+    /// Resolves once everything queued before the call is written (or the connection ended).
+    fn flushed(&self) -> Option<oneshot::Receiver<()>> {
+        let rx = {
+            let mut s = lock(&self.state);
+            if s.gone || (s.buf.is_empty() && !s.writing) {
+                return None;
+            }
+            let (tx, rx) = oneshot::channel();
+            s.flushes.push(tx);
+            rx
+        };
+        self.wake.notify_one();
+        Some(rx)
+    }
+
+    /// The connection ended: drop what is queued and release the writer and flushes.
+    fn end(&self) {
+        {
+            let mut s = lock(&self.state);
+            s.gone = true;
+            s.buf = Vec::new();
+            s.queued = 0;
+            s.flushes.clear();
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Writes what senders queue on `conn` until the connection ends, or until the
+/// socket closes (then what is queued is written first).
+async fn write_loop(conn: Arc<Conn>, mut wr: Writer, mut closing: watch::Receiver<()>) {
+    let mut spare: Vec<u8> = Vec::new();
+    let mut closed = false;
+    loop {
+        let batch = {
+            let mut s = lock(&conn.state);
+            if s.gone {
+                break;
+            }
+            if s.buf.is_empty() {
+                for ack in s.flushes.drain(..) {
+                    let _ = ack.send(());
                 }
-                Ok(WriteItem::Flush(ack)) => acks.push(ack),
-                Err(_) => break,
+                s.writing = false;
+                None
+            } else {
+                s.queued = 0;
+                s.writing = true;
+                Some(std::mem::replace(&mut s.buf, std::mem::take(&mut spare)))
+            }
+        };
+        match batch {
+            Some(mut bytes) => {
+                let written = wr.write_all(&bytes).await;
+                bytes.clear();
+                // A buffer grown by a burst goes back to the allocator.
+                if bytes.capacity() <= 1 << 20 {
+                    spare = bytes;
+                }
+                if written.is_err() {
+                    break;
+                }
+            }
+            None if closed => break,
+            None => {
+                tokio::select! {
+                    () = conn.wake.notified() => {}
+                    _ = closing.changed() => closed = true,
+                }
             }
         }
-        let result = match single {
-            Some(b) => wr.write_all(&b).await,
-            None if !batch.is_empty() => wr.write_all(&batch).await,
-            None => Ok(()),
-        };
-        batch.clear();
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
-        if result.is_err() {
-            break;
-        }
     }
+    conn.end();
     let _ = wr.shutdown().await;
 }
 
-fn encode(frames: &[Vec<u8>]) -> Arc<Vec<u8>> {
-    let mut out = Vec::with_capacity(zmtp::encoded_len(frames));
-    zmtp::encode_message(frames, &mut out);
-    Arc::new(out)
+fn pong(data: &[u8], out: &mut Vec<u8>) {
+    // PING carries a 2-byte TTL, then a context that PONG echoes.
+    zmtp::encode_command("PONG", data.get(2..).unwrap_or_default(), out);
 }
 
-fn pong(data: &[u8]) -> Arc<Vec<u8>> {
-    // PING carries a 2-byte TTL, then a context that PONG echoes.
-    let mut out = Vec::new();
-    zmtp::encode_command("PONG", data.get(2..).unwrap_or_default(), &mut out);
-    Arc::new(out)
+/// A socket as its senders see it.
+pub(super) enum Socket {
+    Bound(Bound),
+    Connected(Connected),
+}
+
+impl Socket {
+    /// Route and queue one message; false when it was dropped (no such peer, queue full).
+    pub(super) fn send<T: AsRef<[u8]>>(&self, frames: &[T]) -> bool {
+        match self {
+            Socket::Bound(b) => b.send(frames),
+            Socket::Connected(c) => c.send(frames),
+        }
+    }
+
+    /// Every connection this socket has now.
+    fn conns(&self) -> Vec<Arc<Conn>> {
+        match self {
+            Socket::Bound(b) => lock(&b.peers)
+                .by_id
+                .values()
+                .map(|p| p.conn.clone())
+                .collect(),
+            Socket::Connected(c) => lock(&c.link).conn.iter().cloned().collect(),
+        }
+    }
+
+    /// Wait until everything queued so far has been written to the connected peers.
+    pub(super) async fn flush(&self) {
+        for conn in self.conns() {
+            if let Some(done) = conn.flushed() {
+                let _ = done.await;
+            }
+        }
+    }
 }
 
 /// A connected peer of a bind-side socket.
 struct Peer {
-    conn: u64,
-    tx: mpsc::Sender<WriteItem>,
+    id: u64,
+    conn: Arc<Conn>,
     subscriptions: Vec<Vec<u8>>,
 }
 
@@ -246,116 +367,112 @@ struct Peers {
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 
-/// Run a bind-side socket (ROUTER or XPUB) until its outbox closes.
-pub(super) async fn run_bound(
+/// A bind-side socket (ROUTER or XPUB): its peers by routing id.
+pub(super) struct Bound {
     kind: Kind,
-    listener: Listener,
     queue: usize,
-    inbox: mpsc::Sender<Frames>,
-    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
     endpoint: String,
-) {
-    let peers = Arc::new(Mutex::new(Peers::default()));
-    let (closed_tx, closed) = watch::channel(());
-    let acceptor = {
-        let peers = peers.clone();
-        let closed = closed.clone();
-        let endpoint = endpoint.clone();
-        async move {
-            loop {
-                match listener.accept().await {
-                    Ok((rd, wr)) => {
-                        tokio::spawn(serve_peer(
-                            kind,
-                            rd,
-                            wr,
-                            peers.clone(),
-                            queue,
-                            inbox.clone(),
-                            closed.clone(),
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::warn!(%endpoint, "accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }
-    };
-    let sender = async {
-        while let Some(out) = outbox.recv().await {
-            match out {
-                Outgoing::Frames(frames) => route(kind, &peers, frames, &endpoint),
-                Outgoing::Flush(done) => {
-                    let txs: Vec<_> = peers
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .by_id
-                        .values()
-                        .map(|p| p.tx.clone())
-                        .collect();
-                    for tx in txs {
-                        let (ack, acked) = oneshot::channel();
-                        if tx.send(WriteItem::Flush(ack)).await.is_ok() {
-                            let _ = acked.await;
-                        }
-                    }
-                    let _ = done.send(());
-                }
-            }
-        }
-    };
-    tokio::select! {
-        () = acceptor => {}
-        () = sender => {}
-    }
-    // Closing: connections end their reads, writers drain what is queued.
-    drop(closed_tx);
+    peers: Mutex<Peers>,
 }
 
-fn route(kind: Kind, peers: &Mutex<Peers>, mut frames: Frames, endpoint: &str) {
-    let peers = peers.lock().unwrap_or_else(|p| p.into_inner());
-    match kind {
-        Kind::Router => {
-            if frames.is_empty() {
-                return;
-            }
-            let id = frames.remove(0);
-            match peers.by_id.get(&id) {
-                Some(p) => {
-                    if p.tx.try_send(WriteItem::Bytes(encode(&frames))).is_err() {
-                        tracing::warn!(%endpoint, "peer queue full or gone: message dropped");
+impl Bound {
+    pub(super) fn new(kind: Kind, queue: usize, endpoint: String) -> Bound {
+        Bound {
+            kind,
+            queue: queue.max(1),
+            endpoint,
+            peers: Mutex::new(Peers::default()),
+        }
+    }
+
+    fn send<T: AsRef<[u8]>>(&self, frames: &[T]) -> bool {
+        let peers = lock(&self.peers);
+        let endpoint = &self.endpoint;
+        match self.kind {
+            Kind::Router => {
+                let Some((id, frames)) = frames.split_first() else {
+                    return false;
+                };
+                match peers.by_id.get(id.as_ref()) {
+                    Some(p) => {
+                        let queued = p.conn.push(self.queue, |buf| {
+                            zmtp::encode_message(frames, buf);
+                        });
+                        if !queued {
+                            tracing::warn!(%endpoint, "peer queue full or gone: message dropped");
+                        }
+                        queued
+                    }
+                    None => {
+                        tracing::debug!(%endpoint, "no peer with that routing id: message dropped");
+                        false
                     }
                 }
-                None => tracing::debug!(%endpoint, "no peer with that routing id: message dropped"),
             }
-        }
-        Kind::XPub => {
-            let topic = frames.first().map(Vec::as_slice).unwrap_or_default();
-            let mut bytes: Option<Arc<Vec<u8>>> = None;
-            for p in peers.by_id.values() {
-                if p.subscriptions.iter().any(|s| topic.starts_with(s)) {
-                    let b = bytes.get_or_insert_with(|| encode(&frames)).clone();
-                    if p.tx.try_send(WriteItem::Bytes(b)).is_err() {
+            Kind::XPub => {
+                let topic = frames.first().map(AsRef::as_ref).unwrap_or_default();
+                let mut all = true;
+                for p in peers.by_id.values() {
+                    if p.subscriptions.iter().any(|s| topic.starts_with(s))
+                        && !p
+                            .conn
+                            .push(self.queue, |buf| zmtp::encode_message(frames, buf))
+                    {
                         tracing::warn!(%endpoint, "subscriber too slow: message dropped");
+                        all = false;
                     }
                 }
+                all
+            }
+            Kind::Dealer | Kind::Sub => false,
+        }
+    }
+}
+
+/// Accept and serve peers of a bind-side socket until it closes.
+pub(super) async fn run_bound(
+    socket: Arc<Socket>,
+    listener: Listener,
+    inbox: mpsc::Sender<Frames>,
+    mut closing: watch::Receiver<()>,
+) {
+    let Socket::Bound(bound) = &*socket else {
+        return;
+    };
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = closing.changed() => return,
+        };
+        match accepted {
+            Ok((rd, wr)) => {
+                tokio::spawn(serve_peer(
+                    socket.clone(),
+                    rd,
+                    wr,
+                    inbox.clone(),
+                    closing.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = %bound.endpoint, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Kind::Dealer | Kind::Sub => {}
     }
 }
 
 async fn serve_peer(
-    kind: Kind,
+    socket: Arc<Socket>,
     mut rd: Reader,
     mut wr: Writer,
-    peers: Arc<Mutex<Peers>>,
-    queue: usize,
     inbox: mpsc::Sender<Frames>,
-    mut closed: watch::Receiver<()>,
+    mut closing: watch::Receiver<()>,
 ) {
+    let Socket::Bound(bound) = &*socket else {
+        return;
+    };
+    let kind = bound.kind;
     let props = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         handshake(&mut rd, &mut wr, kind, None, true),
@@ -372,10 +489,10 @@ async fn serve_peer(
             return;
         }
     };
-    let conn = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::channel(queue.max(1));
+    let serial = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let conn = Conn::new(Vec::new(), 0);
     let id = {
-        let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = lock(&bound.peers);
         let given = zmtp::property(&props, "Identity").filter(|i| !i.is_empty() && i[0] != 0);
         let id = match (kind, given) {
             (Kind::Router, Some(i)) => i.to_vec(),
@@ -387,21 +504,24 @@ async fn serve_peer(
             }
         };
         // A peer reconnecting with the same identity takes over (ROUTER_HANDOVER).
-        table.by_id.insert(
+        let old = table.by_id.insert(
             id.clone(),
             Peer {
-                conn,
-                tx: tx.clone(),
+                id: serial,
+                conn: conn.clone(),
                 subscriptions: Vec::new(),
             },
         );
+        if let Some(old) = old {
+            old.conn.end();
+        }
         id
     };
-    tokio::spawn(write_loop(wr, rx));
+    tokio::spawn(write_loop(conn.clone(), wr, closing.clone()));
     loop {
         let incoming = tokio::select! {
             r = read_incoming(&mut rd) => r,
-            _ = closed.changed() => break,
+            _ = closing.changed() => break,
         };
         match incoming {
             Ok(Incoming::Message(frames)) => match kind {
@@ -413,19 +533,19 @@ async fn serve_peer(
                 }
                 Kind::XPub => {
                     if let Some(first) = frames.into_iter().next() {
-                        subscription(&peers, &id, conn, first, &inbox).await;
+                        subscription(&bound.peers, &id, serial, first, &inbox).await;
                     }
                 }
                 Kind::Dealer | Kind::Sub => {}
             },
             Ok(Incoming::Command(name, data)) => match name.as_str() {
                 "PING" => {
-                    let _ = tx.try_send(WriteItem::Bytes(pong(&data)));
+                    conn.push(usize::MAX, |buf| pong(&data, buf));
                 }
                 "SUBSCRIBE" | "CANCEL" if kind == Kind::XPub => {
                     let mut m = vec![u8::from(name == "SUBSCRIBE")];
                     m.extend_from_slice(&data);
-                    subscription(&peers, &id, conn, m, &inbox).await;
+                    subscription(&bound.peers, &id, serial, m, &inbox).await;
                 }
                 _ => {}
             },
@@ -433,12 +553,14 @@ async fn serve_peer(
                 if e.kind() != std::io::ErrorKind::UnexpectedEof {
                     tracing::debug!("peer connection ended: {e}");
                 }
+                // What is still queued for a peer that left cannot reach it.
+                conn.end();
                 break;
             }
         }
     }
-    let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
-    if table.by_id.get(&id).is_some_and(|p| p.conn == conn) {
+    let mut table = lock(&bound.peers);
+    if table.by_id.get(&id).is_some_and(|p| p.id == serial) {
         table.by_id.remove(&id);
     }
 }
@@ -448,7 +570,7 @@ async fn serve_peer(
 async fn subscription(
     peers: &Mutex<Peers>,
     id: &[u8],
-    conn: u64,
+    serial: u64,
     msg: Vec<u8>,
     inbox: &mpsc::Sender<Frames>,
 ) {
@@ -459,8 +581,8 @@ async fn subscription(
         return;
     }
     {
-        let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = table.by_id.get_mut(id).filter(|p| p.conn == conn) {
+        let mut table = lock(peers);
+        if let Some(p) = table.by_id.get_mut(id).filter(|p| p.id == serial) {
             if op == 1 {
                 p.subscriptions.push(topic.to_vec());
             } else if let Some(i) = p.subscriptions.iter().position(|s| s == topic) {
@@ -471,123 +593,132 @@ async fn subscription(
     let _ = inbox.send(vec![msg]).await;
 }
 
-/// The connection of a connect-side socket, or what waits for one.
-struct Link {
-    tx: Option<mpsc::Sender<WriteItem>>,
-    pending: VecDeque<Arc<Vec<u8>>>,
+/// A connect-side socket (DEALER or SUB): its connection, or what waits for one.
+pub(super) struct Connected {
+    kind: Kind,
+    endpoint: String,
+    link: Mutex<LinkState>,
 }
 
-/// Run a connect-side socket (DEALER or SUB) until its outbox closes.
+#[derive(Default)]
+struct LinkState {
+    conn: Option<Arc<Conn>>,
+    /// Encoded messages sent while there is no connection, and how many.
+    pending: Vec<u8>,
+    pending_count: usize,
+}
+
+impl Connected {
+    pub(super) fn new(kind: Kind, endpoint: String) -> Connected {
+        Connected {
+            kind,
+            endpoint,
+            link: Mutex::new(LinkState::default()),
+        }
+    }
+
+    fn send<T: AsRef<[u8]>>(&self, frames: &[T]) -> bool {
+        if self.kind != Kind::Dealer {
+            return false;
+        }
+        let endpoint = &self.endpoint;
+        let mut link = lock(&self.link);
+        if let Some(conn) = &link.conn {
+            let queued = conn.push(DISCONNECTED_QUEUE, |buf| zmtp::encode_message(frames, buf));
+            if !queued {
+                tracing::warn!(%endpoint, "send queue full: message dropped");
+            }
+            return queued;
+        }
+        if link.pending_count >= DISCONNECTED_QUEUE {
+            tracing::warn!(%endpoint, "not connected and queue full: message dropped");
+            return false;
+        }
+        zmtp::encode_message(frames, &mut link.pending);
+        link.pending_count += 1;
+        true
+    }
+}
+
+/// Connect, and connect again whenever the connection is lost, until the socket closes.
 pub(super) async fn run_connected(
-    kind: Kind,
+    socket: Arc<Socket>,
     addr: Address,
     identity: Option<Vec<u8>>,
     inbox: mpsc::Sender<Frames>,
-    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
-    endpoint: String,
+    mut closing: watch::Receiver<()>,
 ) {
-    let link = Arc::new(Mutex::new(Link {
-        tx: None,
-        pending: VecDeque::new(),
-    }));
-    let connector = {
-        let link = link.clone();
-        let endpoint = endpoint.clone();
-        async move {
-            let mut backoff = Duration::from_millis(10);
-            loop {
-                let connected = async {
-                    let (mut rd, mut wr) = dial(&addr).await?;
-                    tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        handshake(&mut rd, &mut wr, kind, identity.as_deref(), false),
-                    )
-                    .await
-                    .map_err(|_| {
-                        std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")
-                    })??;
-                    std::io::Result::Ok((rd, wr))
-                }
-                .await;
-                let (mut rd, wr) = match connected {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::trace!(%endpoint, "connect failed, retrying: {e}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
-                        continue;
-                    }
-                };
-                backoff = Duration::from_millis(10);
-                let (tx, rx) = mpsc::channel(DISCONNECTED_QUEUE);
-                tokio::spawn(write_loop(wr, rx));
-                {
-                    let mut l = link.lock().unwrap_or_else(|p| p.into_inner());
-                    if kind == Kind::Sub {
-                        // Subscribe to everything, again after every reconnect.
-                        let _ = tx.try_send(WriteItem::Bytes(encode(&[vec![1u8]])));
-                    }
-                    while let Some(b) = l.pending.pop_front() {
-                        let _ = tx.try_send(WriteItem::Bytes(b));
-                    }
-                    l.tx = Some(tx.clone());
-                }
-                loop {
-                    match read_incoming(&mut rd).await {
-                        Ok(Incoming::Message(frames)) => {
-                            let _ = inbox.send(frames).await;
-                        }
-                        Ok(Incoming::Command(name, data)) => {
-                            if name == "PING" {
-                                let _ = tx.try_send(WriteItem::Bytes(pong(&data)));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(%endpoint, "connection lost, reconnecting: {e}");
-                            break;
-                        }
-                    }
-                }
-                link.lock().unwrap_or_else(|p| p.into_inner()).tx = None;
-            }
-        }
+    let Socket::Connected(connected) = &*socket else {
+        return;
     };
-    let sender = async {
-        while let Some(out) = outbox.recv().await {
-            match out {
-                Outgoing::Frames(frames) => {
-                    if kind != Kind::Dealer {
-                        continue;
-                    }
-                    let bytes = encode(&frames);
-                    let mut l = link.lock().unwrap_or_else(|p| p.into_inner());
-                    match &l.tx {
-                        Some(tx) => {
-                            if tx.try_send(WriteItem::Bytes(bytes)).is_err() {
-                                tracing::warn!(%endpoint, "send queue full: message dropped");
-                            }
-                        }
-                        None if l.pending.len() < DISCONNECTED_QUEUE => l.pending.push_back(bytes),
-                        None => {
-                            tracing::warn!(%endpoint, "not connected and queue full: message dropped")
-                        }
+    let (kind, endpoint) = (connected.kind, &connected.endpoint);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let connecting = async {
+            let (mut rd, mut wr) = dial(&addr).await?;
+            tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                handshake(&mut rd, &mut wr, kind, identity.as_deref(), false),
+            )
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")
+            })??;
+            std::io::Result::Ok((rd, wr))
+        };
+        let connected_now = tokio::select! {
+            c = connecting => c,
+            _ = closing.changed() => return,
+        };
+        let (mut rd, wr) = match connected_now {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::trace!(%endpoint, "connect failed, retrying: {e}");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = closing.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(10);
+        let conn = {
+            let mut link = lock(&connected.link);
+            let mut buf = Vec::new();
+            let mut queued = std::mem::take(&mut link.pending_count);
+            if kind == Kind::Sub {
+                // Subscribe to everything, again after every reconnect.
+                zmtp::encode_message(&[[1u8]], &mut buf);
+                queued += 1;
+            }
+            buf.append(&mut link.pending);
+            let conn = Conn::new(buf, queued);
+            link.conn = Some(conn.clone());
+            conn
+        };
+        tokio::spawn(write_loop(conn.clone(), wr, closing.clone()));
+        loop {
+            let incoming = tokio::select! {
+                r = read_incoming(&mut rd) => r,
+                _ = closing.changed() => return,
+            };
+            match incoming {
+                Ok(Incoming::Message(frames)) => {
+                    let _ = inbox.send(frames).await;
+                }
+                Ok(Incoming::Command(name, data)) => {
+                    if name == "PING" {
+                        conn.push(usize::MAX, |buf| pong(&data, buf));
                     }
                 }
-                Outgoing::Flush(done) => {
-                    let tx = link.lock().unwrap_or_else(|p| p.into_inner()).tx.clone();
-                    if let Some(tx) = tx {
-                        let (ack, acked) = oneshot::channel();
-                        if tx.send(WriteItem::Flush(ack)).await.is_ok() {
-                            let _ = acked.await;
-                        }
-                    }
-                    let _ = done.send(());
+                Err(e) => {
+                    tracing::debug!(%endpoint, "connection lost, reconnecting: {e}");
+                    break;
                 }
             }
         }
-    };
-    tokio::select! {
-        () = connector => {}
-        () = sender => {}
+        lock(&connected.link).conn = None;
+        conn.end();
     }
 }

@@ -566,7 +566,7 @@ impl Frontend {
     }
 
     /// Answer an `input_request` on stdin.
-    pub fn send_input_reply(&self, input_request: &Header, value: &str) {
+    pub fn send_input_reply(&self, input_request: &Arc<Header>, value: &str) {
         let msg =
             self.session
                 .message("input_reply", &json!({"value": value}), Some(input_request));
@@ -713,7 +713,7 @@ impl Frontend {
 
     /// The next stdin message is an `input_request` caused by `parent`.
     #[track_caller]
-    pub fn recv_stdin_input_request(&mut self, parent: &str) -> (Header, InputRequest) {
+    pub fn recv_stdin_input_request(&mut self, parent: &str) -> (Arc<Header>, InputRequest) {
         let msg = self.recv_stdin();
         expect(&msg, "input_request", parent);
         let content = parse(&msg);
