@@ -39,7 +39,7 @@ lint:
 	cargo clippy --all-targets --locked -- -D warnings
 
 test-rust:
-	cargo test --workspace --release --locked
+	cargo test --workspace --profile ci --locked
 
 test-python: install
 	$(PY) -m pytest -q tests/python
@@ -56,7 +56,7 @@ test: setup lint test-rust test-python test-notebooks
 	@echo "==> all tests passed"
 
 bench: install
-	cargo build --release --locked -p pxkernel-kernel --example px_floor
+	cargo build --release --locked -p pxkernel-kernel --example px_floor --example relay_floor
 	$(PY) bench/kernel_bench.py --pxkernel $(BIN)
 	$(PY) bench/px_bench.py
 	$(PY) bench/sql_bench.py --pxkernel $(BIN)

@@ -11,6 +11,7 @@ cells (after the same start-up), and the difference of the two totals divided
 by MANY - FEW is the figure: start-up and shutdown cancel out.
 
     python bench/instr_bench.py [--pxkernel target/release/pxkernel] [--few 50] [--many 550]
+                                [--profile callgrind.out]
 
 Note: valgrind hides SHA extensions from the program, so HMAC runs in
 software under it (about half the count); natively it costs a few percent.
@@ -42,7 +43,7 @@ def total_instructions(out_dir: Path) -> int:
     raise RuntimeError(f"no summary in {f}")
 
 
-def run(tmp: Path, binary: Path, cells: int) -> int:
+def run(tmp: Path, binary: Path, cells: int, keep: Path | None = None) -> int:
     out_dir = Path(tempfile.mkdtemp(dir=tmp, prefix="cg-"))
     spec_dir = tmp / "share" / "jupyter" / "kernels" / "pxkernel-callgrind"
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -66,6 +67,9 @@ def run(tmp: Path, binary: Path, cells: int) -> int:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
+    if keep is not None:
+        [f] = list(out_dir.glob("callgrind.out.*"))
+        shutil.copyfile(f, keep)
     return total_instructions(out_dir)
 
 
@@ -74,6 +78,8 @@ def main():
     ap.add_argument("--pxkernel", default=str(REPO / "target/release/pxkernel"))
     ap.add_argument("--few", type=int, default=50)
     ap.add_argument("--many", type=int, default=550)
+    ap.add_argument("--profile", type=Path,
+                    help="keep the MANY run's callgrind file here (for callgrind_annotate)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind not found (Debian package valgrind)")
@@ -90,7 +96,7 @@ def main():
         for var in [v for v in os.environ if v.startswith("PXKERNEL_LOG")]:
             del os.environ[var]
         few = run(tmp, binary, args.few)
-        many = run(tmp, binary, args.many)
+        many = run(tmp, binary, args.many, args.profile)
         per_cell = (many - few) / (args.many - args.few)
         print(f"instructions_per_cell cell=pass few={args.few} many={args.many} "
               f"total_few={few} total_many={many} per_cell={per_cell:.0f}")

@@ -5,7 +5,8 @@ Figures (one `name key=value ...` line each, see bench/README.md):
 
   plain_roundtrip_ms       execute_request -> execute_reply + iopub idle, per kernel and cell
   plain_overhead_ms        pxkernel - ipykernel (difference of medians, paired median, ratio)
-  pxkernel_cpu_ms_per_cell CPU of the pxkernel process itself per cell (+ home, ipykernel)
+  pxkernel_cpu_ms_per_cell CPU of the pxkernel process itself per cell (+ home, ipykernel,
+                           and relay_floor: the same transport relaying frames verbatim)
   pxkernel_idle_cpu_ms_per_s   CPU pxkernel burns while nothing happens
   startup_ms               spawn -> kernel_info_reply
   first_cell_ms            spawn -> first `pass` cell done (pxkernel: includes its home's start)
@@ -14,7 +15,11 @@ Figures (one `name key=value ...` line each, see bench/README.md):
   pxkernel_soak            many more cells through pxkernel alone: RSS growth, CPU per cell
 
 Both kernels run at the same time and are driven alternately (ABBA order per
-rep), so machine noise hits both alike.  `foreign_cores` on a line is CPU time
+rep), so machine noise hits both alike.  With the relay floor built (cargo build
+--release -p pxkernel-kernel --example relay_floor) a third kernel joins them: a
+relay that forwards frames verbatim, over pxkernel's own transport, to its own
+ipykernel home.  Its CPU per cell is what the sockets and wake-ups cost with no
+message handling at all: the floor under pxkernel's CPU figure.  `foreign_cores` on a line is CPU time
 used by processes that are not this script or its descendants, per wall second,
 while that figure was measured (0 = quiet machine).
 
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -124,6 +130,36 @@ def setup(tmp, pxkernel, python):
     return env, specs
 
 
+def start_relay_floor(a, tmp, env):
+    """The relay floor in front of its own ipykernel home, joined by Unix sockets as
+    pxkernel joins its home. Returns the relay (a Kernel), or None when not built."""
+    if not os.access(a.relay_floor, os.X_OK):
+        log(f"no relay floor at {a.relay_floor}: its figures are skipped "
+            f"(cargo build --release -p pxkernel-kernel --example relay_floor)")
+        return None
+    key = uuid.uuid4().hex
+    home_cf = Path(env["JUPYTER_RUNTIME_DIR"]) / "relay-home.json"
+    home_cf.write_text(json.dumps({
+        "transport": "ipc", "ip": str(tmp / "rh"), "shell_port": 1, "iopub_port": 2,
+        "stdin_port": 3, "control_port": 4, "hb_port": 5, "key": key,
+        "signature_scheme": "hmac-sha256", "kernel_name": "python3"}))
+    home_env = kernel_env(env, tmp, "relay_home")
+    home_env["JPY_PARENT_PID"] = str(os.getpid())
+    with open(tmp / "work" / "relay-home.log", "wb") as logf:
+        home = subprocess.Popen([a.python, "-m", "ipykernel_launcher", "-f", str(home_cf)],
+                                env=home_env, cwd=str(tmp / "work"), stdin=subprocess.DEVNULL,
+                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    track(psutil.Process(home.pid))
+    spec = {"argv": [a.relay_floor, "-f", "{connection_file}", "--home", str(home_cf)],
+            "dir": str(tmp)}
+    relay = Kernel("relay_floor", spec, kernel_env(env, tmp, "relay_floor"), str(tmp / "work"),
+                   "rt-relay-floor")
+    relay.key = key
+    relay.start(a.start_timeout)
+    relay.home_pid = home.pid
+    return relay
+
+
 def kernel_env(env, tmp, kind):
     """Each kernel gets its own IPYTHONDIR, so their history databases don't contend."""
     e = dict(env)
@@ -140,9 +176,11 @@ def bench_roundtrip(a, tmp, env, specs, results):
     ipk = Kernel("ipykernel", specs["python3"], kernel_env(env, tmp, "ipykernel"), str(tmp / "work"), "rt-ipykernel")
     px.start(a.start_timeout)
     ipk.start(a.start_timeout)
-    # first cell through pxkernel waits for its home kernel
-    px.execute("pass", a.start_timeout)
-    ipk.execute("pass", a.start_timeout)
+    relay = start_relay_floor(a, tmp, env)
+    kernels = (px, ipk) + ((relay,) if relay else ())
+    # first cell through pxkernel (and the relay) waits for its home kernel
+    for k in kernels:
+        k.execute("pass", a.start_timeout)
     desc = px.descendants()
     for p in desc:
         track(p)
@@ -159,7 +197,7 @@ def bench_roundtrip(a, tmp, env, specs, results):
          binary=a.pxkernel_shown, cpus=os.cpu_count(), quick=int(a.quick))
 
     for _ in range(a.warmup):
-        for k in (px, ipk):
+        for k in kernels:
             for _, code in CELLS:
                 k.execute(code, cell_to)
 
@@ -172,14 +210,14 @@ def bench_roundtrip(a, tmp, env, specs, results):
     line("pxkernel_idle_cpu_ms_per_s", seconds=round(dt, 2), **idle)
 
     for label, code in CELLS:
-        samples = {"pxkernel": [], "ipykernel": []}
-        bad = {"pxkernel": 0, "ipykernel": 0}
+        samples = {k.kind: [] for k in kernels}
+        bad = {k.kind: 0 for k in kernels}
         noise = Noise()
-        cpu = {"pxkernel": CpuMeter(px.pid), "ipykernel": CpuMeter(ipk.pid)}
+        cpu = {k.kind: CpuMeter(k.pid) for k in kernels}
         if home_pid:
             cpu["home"] = CpuMeter(home_pid)
         for i in range(a.reps):
-            order = (px, ipk) if i % 4 in (0, 3) else (ipk, px)   # ABBA
+            order = kernels if i % 4 in (0, 3) else kernels[::-1]   # ABBA
             for k in order:
                 t, out = k.execute(code, cell_to)
                 samples[k.kind].append(t * 1e3)
@@ -187,7 +225,7 @@ def bench_roundtrip(a, tmp, env, specs, results):
                     bad[k.kind] += 1
         fc = noise.foreign_cores()
         used = {k: m.stop() for k, m in cpu.items()}
-        for kind in ("pxkernel", "ipykernel"):
+        for kind in samples:
             extra = {"bad_output": bad[kind]} if label == "print100" else {}
             line("plain_roundtrip_ms", kernel=kind, cell=label, **stats(samples[kind]), **extra,
                  foreign_cores=fc)
@@ -203,10 +241,13 @@ def bench_roundtrip(a, tmp, env, specs, results):
         per = {k: round(v[0] * 1e3 / a.reps, 4) for k, v in used.items()}
         line("pxkernel_cpu_ms_per_cell", cell=label, cells=a.reps,
              pxkernel=per["pxkernel"], home=per.get("home", "nan"), ipykernel=per["ipykernel"],
+             relay_floor=per.get("relay_floor", "nan"),
              pxkernel_ticks=round(used["pxkernel"][1] * 1e3 / a.reps, 4),
              source=used["pxkernel"][2], foreign_cores=fc)
         results[("rt", label)] = (med_p, med_i, pct(sp, 90), pct(si, 90))
         results[("cpu", label)] = per["pxkernel"]
+        if "relay_floor" in per:
+            results[("floor_cpu", label)] = per["relay_floor"]
 
     m = mem_of([px.pid])
     line("mem_mib", proc="pxkernel", cells=px.cells, **m, threads=psutil.Process(px.pid).num_threads())
@@ -214,9 +255,10 @@ def bench_roundtrip(a, tmp, env, specs, results):
     if home_pid:
         line("mem_mib", proc="home_ipykernel", cells=px.cells, **mem_of([home_pid]))
     line("mem_mib", proc="ipykernel", cells=ipk.cells, **mem_of([ipk.pid]))
-    dt, killed = ipk.stop()
-    if killed:
-        line("leftover_procs", phase="roundtrip", kernel=ipk.kind, n=killed)
+    for k in kernels[1:]:
+        dt, killed = k.stop()
+        if killed:
+            line("leftover_procs", phase="roundtrip", kernel=k.kind, n=killed)
 
     if a.soak:
         # Many more cells through pxkernel alone: does its memory settle?
@@ -298,7 +340,12 @@ def summary(results, failed):
         if ("cpu", label) in results:
             c = results[("cpu", label)]
             g = GOALS["cpu_ms_per_cell"]
-            print(f"#   {label:8s} pxkernel CPU {c:.4f} ms/cell  goal <= {g} ms  {verdict(c <= g)}", flush=True)
+            floor = ""
+            if ("floor_cpu", label) in results:
+                f = results[("floor_cpu", label)]
+                floor = f"  (relay floor {f:.4f}: handling adds {c - f:+.4f})"
+            print(f"#   {label:8s} pxkernel CPU {c:.4f} ms/cell  goal <= {g} ms  {verdict(c <= g)}{floor}",
+                  flush=True)
     if ("startup", "pxkernel") in results:
         mp, _ = results[("startup", "pxkernel")]
         mi = results.get(("startup", "ipykernel"), (float("nan"),))[0]
@@ -321,6 +368,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pxkernel", default=str(REPO / "target" / "release" / "pxkernel"),
                     help="pxkernel binary (default: target/release/pxkernel of this repo)")
+    ap.add_argument("--relay-floor", default=str(REPO / "target" / "release" / "examples" / "relay_floor"),
+                    help="relay floor binary (default: target/release/examples/relay_floor; skipped if absent)")
     ap.add_argument("--python", default=sys.executable,
                     help="Python whose ipykernel is the home kernel and the comparison (default: this one)")
     ap.add_argument("--reps", type=int, help="timed cells per kernel and cell type (default 500, quick 40)")
