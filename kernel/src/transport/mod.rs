@@ -361,7 +361,10 @@ mod tests {
             .map(|i| rout.send(vec![b"slow".to_vec(), vec![i]]))
             .collect();
         assert_eq!(sent, [true, true, true, false, false]);
-        assert!(!rout.send(vec![b"nobody".to_vec(), vec![9]]), "unknown routing id");
+        assert!(
+            !rout.send(vec![b"nobody".to_vec(), vec![9]]),
+            "unknown routing id"
+        );
         for i in 0..3u8 {
             assert_eq!(recv(&mut din).await, vec![vec![i]]);
         }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::zmtp::{self, COMMAND, GREETING_LEN, LONG, MORE, ZmtpError};
@@ -30,7 +30,42 @@ const DISCONNECTED_QUEUE: usize = 10_000;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) type Reader = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
-pub(super) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The write half of a connection. Its writes need only `&self`, so a sender
+/// can write through it directly while the writer task also holds it.
+pub(super) enum Writer {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Ipc(tokio::net::unix::OwnedWriteHalf),
+}
+
+impl Writer {
+    /// Write what the socket takes now, without waiting.
+    fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Writer::Tcp(w) => w.try_write(bytes),
+            Writer::Ipc(w) => w.try_write(bytes),
+        }
+    }
+
+    async fn writable(&self) -> std::io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.writable().await,
+            Writer::Ipc(w) => w.writable().await,
+        }
+    }
+
+    async fn write_all(&self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            match self.try_write(bytes) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Where a socket binds or connects.
 #[derive(Clone, Debug)]
@@ -45,38 +80,34 @@ pub(super) enum Listener {
     Ipc(tokio::net::UnixListener),
 }
 
-fn split_stream<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(s: S) -> (Reader, Writer) {
-    let (r, w) = tokio::io::split(s);
-    (
-        BufReader::with_capacity(64 * 1024, Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
-        Box::new(w),
-    )
+fn reader<R: AsyncRead + Send + Unpin + 'static>(r: R) -> Reader {
+    BufReader::with_capacity(64 * 1024, Box::new(r) as Box<dyn AsyncRead + Send + Unpin>)
+}
+
+fn split_tcp(s: tokio::net::TcpStream) -> std::io::Result<(Reader, Writer)> {
+    s.set_nodelay(true)?;
+    let (r, w) = s.into_split();
+    Ok((reader(r), Writer::Tcp(w)))
+}
+
+fn split_ipc(s: tokio::net::UnixStream) -> (Reader, Writer) {
+    let (r, w) = s.into_split();
+    (reader(r), Writer::Ipc(w))
 }
 
 impl Listener {
     async fn accept(&self) -> std::io::Result<(Reader, Writer)> {
         match self {
-            Listener::Tcp(l) => {
-                let (s, _) = l.accept().await?;
-                s.set_nodelay(true)?;
-                Ok(split_stream(s))
-            }
-            Listener::Ipc(l) => {
-                let (s, _) = l.accept().await?;
-                Ok(split_stream(s))
-            }
+            Listener::Tcp(l) => split_tcp(l.accept().await?.0),
+            Listener::Ipc(l) => Ok(split_ipc(l.accept().await?.0)),
         }
     }
 }
 
 async fn dial(addr: &Address) -> std::io::Result<(Reader, Writer)> {
     match addr {
-        Address::Tcp(a) => {
-            let s = tokio::net::TcpStream::connect(a.as_str()).await?;
-            s.set_nodelay(true)?;
-            Ok(split_stream(s))
-        }
-        Address::Ipc(p) => Ok(split_stream(tokio::net::UnixStream::connect(p).await?)),
+        Address::Tcp(a) => split_tcp(tokio::net::TcpStream::connect(a.as_str()).await?),
+        Address::Ipc(p) => Ok(split_ipc(tokio::net::UnixStream::connect(p).await?)),
     }
 }
 
@@ -137,7 +168,7 @@ async fn read_incoming(rd: &mut Reader) -> std::io::Result<Incoming> {
 /// Greeting and READY both ways; returns the peer's READY properties.
 async fn handshake(
     rd: &mut Reader,
-    wr: &mut Writer,
+    wr: &Writer,
     kind: Kind,
     identity: Option<&[u8]>,
     as_server: bool,
@@ -146,7 +177,6 @@ async fn handshake(
     let mut hello = zmtp::greeting(as_server).to_vec();
     hello.extend_from_slice(&zmtp::ready(ours, identity));
     wr.write_all(&hello).await?;
-    wr.flush().await?;
     let mut g = [0u8; GREETING_LEN];
     // The signature first: a peer that is not ZeroMQ is turned away at once.
     rd.read_exact(&mut g[..10]).await?;
@@ -183,10 +213,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The write side of one connection: senders append encoded messages, its
-/// writer task writes them.
+/// writer task writes them. With `write_through`, a sender that finds nothing
+/// queued writes its message at once, in its own task: a request leaves
+/// before the outputs queued on other sockets in the same step are written.
 pub(super) struct Conn {
     state: Mutex<WriteState>,
     wake: Notify,
+    wr: Writer,
+    write_through: bool,
 }
 
 #[derive(Default)]
@@ -203,7 +237,7 @@ struct WriteState {
 }
 
 impl Conn {
-    fn new(buf: Vec<u8>, queued: usize) -> Arc<Conn> {
+    fn new(wr: Writer, write_through: bool, buf: Vec<u8>, queued: usize) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             state: Mutex::new(WriteState {
                 buf,
@@ -211,6 +245,8 @@ impl Conn {
                 ..WriteState::default()
             }),
             wake: Notify::new(),
+            wr,
+            write_through,
         });
         conn.wake.notify_one();
         conn
@@ -226,6 +262,21 @@ impl Conn {
             let was_idle = s.buf.is_empty();
             encode(&mut s.buf);
             s.queued += 1;
+            if was_idle && !s.writing && self.write_through {
+                // Whatever the socket does not take now, the writer writes later;
+                // an error is the writer's to see.
+                match self.wr.try_write(&s.buf) {
+                    Ok(n) if n == s.buf.len() => {
+                        s.buf.clear();
+                        s.queued = 0;
+                        return true;
+                    }
+                    Ok(n) => {
+                        s.buf.drain(..n);
+                    }
+                    Err(_) => {}
+                }
+            }
             was_idle
         };
         if was_idle {
@@ -264,7 +315,7 @@ impl Conn {
 
 /// Writes what senders queue on `conn` until the connection ends, or until the
 /// socket closes (then what is queued is written first).
-async fn write_loop(conn: Arc<Conn>, mut wr: Writer, mut closing: watch::Receiver<()>) {
+async fn write_loop(conn: Arc<Conn>, mut closing: watch::Receiver<()>) {
     let mut spare: Vec<u8> = Vec::new();
     let mut closed = false;
     loop {
@@ -287,7 +338,7 @@ async fn write_loop(conn: Arc<Conn>, mut wr: Writer, mut closing: watch::Receive
         };
         match batch {
             Some(mut bytes) => {
-                let written = wr.write_all(&bytes).await;
+                let written = conn.wr.write_all(&bytes).await;
                 bytes.clear();
                 // A buffer grown by a burst goes back to the allocator.
                 if bytes.capacity() <= 1 << 20 {
@@ -306,8 +357,8 @@ async fn write_loop(conn: Arc<Conn>, mut wr: Writer, mut closing: watch::Receive
             }
         }
     }
+    // The write half shuts down when the last holder of the connection lets go.
     conn.end();
-    let _ = wr.shutdown().await;
 }
 
 fn pong(data: &[u8], out: &mut Vec<u8>) {
@@ -465,7 +516,7 @@ pub(super) async fn run_bound(
 async fn serve_peer(
     socket: Arc<Socket>,
     mut rd: Reader,
-    mut wr: Writer,
+    wr: Writer,
     inbox: mpsc::Sender<Frames>,
     mut closing: watch::Receiver<()>,
 ) {
@@ -473,24 +524,23 @@ async fn serve_peer(
         return;
     };
     let kind = bound.kind;
-    let props = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake(&mut rd, &mut wr, kind, None, true),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            tracing::warn!("handshake with a peer failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!("handshake with a peer timed out");
-            return;
-        }
-    };
+    let props =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut rd, &wr, kind, None, true))
+            .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!("handshake with a peer failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("handshake with a peer timed out");
+                return;
+            }
+        };
     let serial = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    let conn = Conn::new(Vec::new(), 0);
+    // Bind-side sockets carry replies and output, which come in bursts: the writer batches them.
+    let conn = Conn::new(wr, false, Vec::new(), 0);
     let id = {
         let mut table = lock(&bound.peers);
         let given = zmtp::property(&props, "Identity").filter(|i| !i.is_empty() && i[0] != 0);
@@ -517,7 +567,7 @@ async fn serve_peer(
         }
         id
     };
-    tokio::spawn(write_loop(conn.clone(), wr, closing.clone()));
+    tokio::spawn(write_loop(conn.clone(), closing.clone()));
     loop {
         let incoming = tokio::select! {
             r = read_incoming(&mut rd) => r,
@@ -655,10 +705,10 @@ pub(super) async fn run_connected(
     let mut backoff = Duration::from_millis(10);
     loop {
         let connecting = async {
-            let (mut rd, mut wr) = dial(&addr).await?;
+            let (mut rd, wr) = dial(&addr).await?;
             tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
-                handshake(&mut rd, &mut wr, kind, identity.as_deref(), false),
+                handshake(&mut rd, &wr, kind, identity.as_deref(), false),
             )
             .await
             .map_err(|_| {
@@ -693,11 +743,12 @@ pub(super) async fn run_connected(
                 queued += 1;
             }
             buf.append(&mut link.pending);
-            let conn = Conn::new(buf, queued);
+            // A DEALER sends requests, one at a time: each goes out at once.
+            let conn = Conn::new(wr, kind == Kind::Dealer, buf, queued);
             link.conn = Some(conn.clone());
             conn
         };
-        tokio::spawn(write_loop(conn.clone(), wr, closing.clone()));
+        tokio::spawn(write_loop(conn.clone(), closing.clone()));
         loop {
             let incoming = tokio::select! {
                 r = read_incoming(&mut rd) => r,
