@@ -98,9 +98,38 @@ pub fn split_at_our_magic(code: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// A piece of Python that more of its cell follows, ending in `pass`: as in
+/// IPython, only the last expression of a whole cell shows its value, so a
+/// bare expression that ends a piece must not. Line numbers are unchanged.
+pub fn python_piece(code: &str) -> String {
+    let mut piece = String::with_capacity(code.len() + 6);
+    piece.push_str(code);
+    if !code.ends_with('\n') {
+        piece.push('\n');
+    }
+    piece.push_str("pass\n");
+    piece
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_python_piece_ends_in_pass_at_column_0() {
+        let cases = [
+            ("ends with a newline", "x = 1\nx\n", "x = 1\nx\npass\n"),
+            ("no final newline", "x", "x\npass\n"),
+            (
+                "an indented block is closed",
+                "for i in r:\n    i\n",
+                "for i in r:\n    i\npass\n",
+            ),
+        ];
+        for (name, code, want) in cases {
+            assert_eq!(python_piece(code), want, "{name}");
+        }
+    }
 
     #[test]
     fn the_store_form_of_sql() {

@@ -13,7 +13,7 @@ use pxkernel_kernel::protocol::{Channel, PROTOCOL_VERSION, text_bundle, to_raw};
 use pxkernel_kernel::server::{ExecuteOutcome, Handler, Publisher, Reply, Request};
 use serde_json::{Value, json};
 
-use crate::cells::{split_at_our_magic, store_form};
+use crate::cells::{python_piece, split_at_our_magic, store_form};
 use crate::home::{Forward, Home, HomeError};
 use crate::parse::{Invocation, ParseError, invocation};
 use crate::px::Px;
@@ -207,7 +207,12 @@ impl PxKernel {
                     .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string())),
                 _ => match split_at_our_magic(code) {
                     Some((plain, ours)) if self.home_finds_complete(req, plain).await => {
-                        let outcome = self.execute_at_home(req, content, plain).await;
+                        let outcome = if matches!(self.home.is_python(req).await, Ok(true)) {
+                            let piece = python_piece(plain);
+                            self.execute_at_home(req, content, &piece).await
+                        } else {
+                            self.execute_at_home(req, content, plain).await
+                        };
                         self.then_rest(req, content, outcome, ours).await
                     }
                     _ => self.execute_at_home(req, content, code).await,

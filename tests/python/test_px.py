@@ -503,6 +503,14 @@ def test_px_lines_mixed_with_plain_code_run_in_order(kc):
     assert untagged_lines(msgs) == ["42"]
 
 
+def test_a_bare_expression_before_a_px_line_shows_no_value(kc):
+    """As in IPython, only the cell's last expression is shown."""
+    reply, msgs = execute(kc, "x = 21\nx\n%px --targets 0 print(5)\n")
+    assert reply["status"] == "ok", reply
+    assert [m for m in msgs if m["msg_type"] == "execute_result"] == []
+    assert tagged_lines(msgs) == [("stdout", 0, "5")]
+
+
 def test_a_px_line_inside_a_string_stays_plain_code(kc):
     code = 's = """\n%px print(9)\n"""\nprint(len(s))'
     reply, msgs = execute(kc, code)
