@@ -94,6 +94,13 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
+    fn new(socket: Arc<Socket>, closing: watch::Sender<()>) -> Outbox {
+        Outbox(Arc::new(OutboxHandle {
+            socket,
+            _closing: closing,
+        }))
+    }
+
     /// Queue a message; false when it was dropped (no peer with that routing id, a
     /// full queue, or a socket type that does not send).
     pub fn send(&self, frames: Frames) -> bool {
@@ -187,20 +194,17 @@ pub fn open(
     endpoint: &str,
     options: &Options,
 ) -> Result<(Outbox, Inbox), TransportError> {
-    let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
-    let (closing_tx, closing) = watch::channel(());
-    let name = endpoint.to_owned();
-    let socket = match side {
+    match side {
         Side::Bind => {
             let listener = adopt(bind_std(endpoint)?, endpoint)?;
             let queue = options.queue.unwrap_or(DEFAULT_QUEUE);
-            let socket = Arc::new(Socket::Bound(Bound::new(kind, queue, name)));
-            tokio::spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
-            socket
+            Ok(serve_bound(kind, listener, queue, endpoint))
         }
         Side::Connect => {
             let addr = parse_endpoint(endpoint)?;
-            let socket = Arc::new(Socket::Connected(Connected::new(kind, name)));
+            let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
+            let (closing_tx, closing) = watch::channel(());
+            let socket = Arc::new(Socket::Connected(Connected::new(kind, endpoint.to_owned())));
             tokio::spawn(socket::run_connected(
                 socket.clone(),
                 addr,
@@ -208,16 +212,18 @@ pub fn open(
                 in_tx,
                 closing,
             ));
-            socket
+            Ok((Outbox::new(socket, closing_tx), in_rx))
         }
-    };
-    Ok((
-        Outbox(Arc::new(OutboxHandle {
-            socket,
-            _closing: closing_tx,
-        })),
-        in_rx,
-    ))
+    }
+}
+
+/// Serve a bound listener as a ROUTER or XPUB on the current runtime.
+fn serve_bound(kind: Kind, listener: Listener, queue: usize, endpoint: &str) -> (Outbox, Inbox) {
+    let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
+    let (closing_tx, closing) = watch::channel(());
+    let socket = Arc::new(Socket::Bound(Bound::new(kind, queue, endpoint.to_owned())));
+    tokio::spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
+    (Outbox::new(socket, closing_tx), in_rx)
 }
 
 /// The heartbeat echo of a kernel: a ROUTER on its own thread that sends every
@@ -254,13 +260,10 @@ pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
                         return;
                     }
                 };
-                let (in_tx, mut inbox) = mpsc::channel(INBOX_CAPACITY);
-                let (_closing, closing) = watch::channel(());
-                let socket = Arc::new(Socket::Bound(Bound::new(Kind::Router, DEFAULT_QUEUE, name)));
-                tokio::spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
+                let (outbox, mut inbox) = serve_bound(Kind::Router, listener, DEFAULT_QUEUE, &name);
                 let echo = async {
                     while let Some(frames) = inbox.recv().await {
-                        socket.send(&frames);
+                        outbox.send(frames);
                     }
                 };
                 tokio::select! {

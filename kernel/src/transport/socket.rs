@@ -248,8 +248,14 @@ impl Conn {
             wr,
             write_through,
         });
-        conn.wake.notify_one();
+        if conn.has_queued() {
+            conn.wake.notify_one();
+        }
         conn
+    }
+
+    fn has_queued(&self) -> bool {
+        !lock(&self.state).buf.is_empty()
     }
 
     /// Append one message unless `limit` messages already wait; false when it was dropped.
