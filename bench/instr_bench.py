@@ -11,7 +11,7 @@ cells (after the same start-up), and the difference of the two totals divided
 by MANY - FEW is the figure: start-up and shutdown cancel out.
 
     python bench/instr_bench.py [--pxkernel target/release/pxkernel] [--few 50] [--many 550]
-                                [--profile callgrind.out]
+                                [--cell "print('x'*100)"] [--profile callgrind.out]
 
 Note: valgrind hides SHA extensions from the program, so HMAC runs in
 software under it (about half the count); natively it costs a few percent.
@@ -43,7 +43,7 @@ def total_instructions(out_dir: Path) -> int:
     raise RuntimeError(f"no summary in {f}")
 
 
-def run(tmp: Path, binary: Path, cells: int, keep: Path | None = None) -> int:
+def run(tmp: Path, binary: Path, cells: int, code: str, keep: Path | None = None) -> int:
     out_dir = Path(tempfile.mkdtemp(dir=tmp, prefix="cg-"))
     spec_dir = tmp / "share" / "jupyter" / "kernels" / "pxkernel-callgrind"
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def run(tmp: Path, binary: Path, cells: int, keep: Path | None = None) -> int:
     try:
         kc.wait_for_ready(timeout=300)
         for _ in range(cells):
-            reply = kc.execute_interactive("pass", timeout=60)
+            reply = kc.execute_interactive(code, timeout=60, output_hook=lambda _m: None)
             assert reply["content"]["status"] == "ok", reply["content"]
     finally:
         kc.stop_channels()
@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--pxkernel", default=str(REPO / "target/release/pxkernel"))
     ap.add_argument("--few", type=int, default=50)
     ap.add_argument("--many", type=int, default=550)
+    ap.add_argument("--cell", default="pass", help="the cell's code (default: pass)")
     ap.add_argument("--profile", type=Path,
                     help="keep the MANY run's callgrind file here (for callgrind_annotate)")
     args = ap.parse_args()
@@ -95,10 +96,10 @@ def main():
             os.environ[var] = str(tmp / sub)
         for var in [v for v in os.environ if v.startswith("PXKERNEL_LOG")]:
             del os.environ[var]
-        few = run(tmp, binary, args.few)
-        many = run(tmp, binary, args.many, args.profile)
+        few = run(tmp, binary, args.few, args.cell)
+        many = run(tmp, binary, args.many, args.cell, args.profile)
         per_cell = (many - few) / (args.many - args.few)
-        print(f"instructions_per_cell cell=pass few={args.few} many={args.many} "
+        print(f"instructions_per_cell cell={args.cell!r} few={args.few} many={args.many} "
               f"total_few={few} total_many={many} per_cell={per_cell:.0f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@
 //! answers while the main runtime is busy.
 
 mod socket;
+mod unix;
 pub mod zmtp;
 
 use std::path::PathBuf;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use super::unix;
 use super::zmtp::{self, COMMAND, GREETING_LEN, LONG, MORE, ZmtpError};
 use super::{Frames, Kind};
 
@@ -35,7 +36,7 @@ pub(super) type Reader = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
 /// can write through it directly while the writer task also holds it.
 pub(super) enum Writer {
     Tcp(tokio::net::tcp::OwnedWriteHalf),
-    Ipc(tokio::net::unix::OwnedWriteHalf),
+    Ipc(unix::Stream),
 }
 
 impl Writer {
@@ -90,16 +91,16 @@ fn split_tcp(s: tokio::net::TcpStream) -> std::io::Result<(Reader, Writer)> {
     Ok((reader(r), Writer::Tcp(w)))
 }
 
-fn split_ipc(s: tokio::net::UnixStream) -> (Reader, Writer) {
-    let (r, w) = s.into_split();
-    (reader(r), Writer::Ipc(w))
+fn split_ipc(s: tokio::net::UnixStream) -> std::io::Result<(Reader, Writer)> {
+    let s = unix::Stream::new(s)?;
+    Ok((reader(s.clone()), Writer::Ipc(s)))
 }
 
 impl Listener {
     async fn accept(&self) -> std::io::Result<(Reader, Writer)> {
         match self {
             Listener::Tcp(l) => split_tcp(l.accept().await?.0),
-            Listener::Ipc(l) => Ok(split_ipc(l.accept().await?.0)),
+            Listener::Ipc(l) => split_ipc(l.accept().await?.0),
         }
     }
 }
@@ -107,7 +108,7 @@ impl Listener {
 async fn dial(addr: &Address) -> std::io::Result<(Reader, Writer)> {
     match addr {
         Address::Tcp(a) => split_tcp(tokio::net::TcpStream::connect(a.as_str()).await?),
-        Address::Ipc(p) => Ok(split_ipc(tokio::net::UnixStream::connect(p).await?)),
+        Address::Ipc(p) => split_ipc(tokio::net::UnixStream::connect(p).await?),
     }
 }
 
