@@ -198,40 +198,12 @@ fn run_kernel(args: KernelArgs) -> Result<()> {
     };
     let rt = runtime()?;
     let local = tokio::task::LocalSet::new();
+    // The kernel runs as a task of the set, not as the future `block_on` polls: every
+    // wake-up of that future costs the runtime an extra poll of its driver.
     let result = local.block_on(&rt, async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        // SIGINT must never kill the kernel (a terminal's Ctrl-C reaches the whole group);
-        // interrupts arrive as interrupt_request. Holding this stream keeps SIGINT caught.
-        let mut sigint =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut sigterm =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let server = Server::bind(&conn).context("binding the kernel sockets")?;
-        let kernel = PxKernel::new(
-            Config {
-                home,
-                language_info,
-            },
-            server.publisher(),
-        );
-        let run = server.run(&kernel);
-        tokio::pin!(run);
-        let stopped = loop {
-            tokio::select! {
-                s = &mut run => break Some(s),
-                _ = sigint.recv() => tracing::info!("SIGINT ignored; use interrupt_request"),
-                _ = sigterm.recv() => break None,
-                () = parent_gone() => {
-                    tracing::warn!("parent process gone; shutting down");
-                    break None;
-                }
-            }
-        };
-        match stopped {
-            Some(Stopped::Shutdown { .. }) => {}
-            Some(Stopped::Closed) | None => kernel.shutdown(false).await,
-        }
-        anyhow::Ok(())
+        tokio::task::spawn_local(serve(conn, home, language_info))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the kernel task failed: {e}")))
     });
     drop(local);
     drop(rt);
@@ -239,4 +211,46 @@ fn run_kernel(args: KernelArgs) -> Result<()> {
         bail!("{e:#}");
     }
     Ok(())
+}
+
+/// The kernel itself: its sockets, the home kernel and the magics, until shutdown,
+/// SIGTERM or the death of pxkernel's parent.
+async fn serve(
+    conn: ConnectionInfo,
+    home: String,
+    language_info: Option<LanguageInfo>,
+) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Everything below runs inside this LocalSet, so sockets may keep their tasks in it.
+    pxkernel_kernel::transport::run_tasks_locally();
+    // SIGINT must never kill the kernel (a terminal's Ctrl-C reaches the whole group);
+    // interrupts arrive as interrupt_request. Holding this stream keeps SIGINT caught.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let server = Server::bind(&conn).context("binding the kernel sockets")?;
+    let kernel = PxKernel::new(
+        Config {
+            home,
+            language_info,
+        },
+        server.publisher(),
+    );
+    let run = server.run(&kernel);
+    tokio::pin!(run);
+    let stopped = loop {
+        tokio::select! {
+            s = &mut run => break Some(s),
+            _ = sigint.recv() => tracing::info!("SIGINT ignored; use interrupt_request"),
+            _ = sigterm.recv() => break None,
+            () = parent_gone() => {
+                tracing::warn!("parent process gone; shutting down");
+                break None;
+            }
+        }
+    };
+    match stopped {
+        Some(Stopped::Shutdown { .. }) => {}
+        Some(Stopped::Closed) | None => kernel.shutdown(false).await,
+    }
+    anyhow::Ok(())
 }

@@ -33,7 +33,7 @@
 //! `%px pass` to a pxkernel, so that pxkernel and the floor are timed alike
 //! (output is then not checked: `complete=1` only says the reply was `ok`).
 //!
-//! Runs on a current-thread runtime inside a `LocalSet`, like pxkernel.
+//! Runs on a current-thread runtime, as tasks of a `LocalSet`, like pxkernel.
 
 use std::time::{Duration, Instant};
 
@@ -542,7 +542,14 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let local = tokio::task::LocalSet::new();
-    if let Err(e) = local.block_on(&rt, main_local(args)) {
+    let run = local.block_on(&rt, async {
+        // As pxkernel: the work and the sockets' tasks are all tasks of the set.
+        pxkernel_kernel::transport::run_tasks_locally();
+        tokio::task::spawn_local(main_local(args))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    });
+    if let Err(e) = run {
         eprintln!("px_floor: {e}");
         std::process::exit(1);
     }

@@ -70,7 +70,7 @@ async fn pair(front: (Outbox, Inbox), home: (Outbox, Inbox)) {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(front), Some(home)) = (arg(&args, "-f"), arg(&args, "--home")) else {
         return Err("usage: relay_floor -f FRONTEND.json --home HOME.json".into());
@@ -80,41 +80,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let none = Options::default();
-        let dealer = Options {
-            identity: Some(b"relay-floor".to_vec()),
-            ..Options::default()
-        };
-        let bind = |kind, ch| transport::open(kind, Side::Bind, &front.endpoint(ch), &none);
-        let connect =
-            |kind, ch, o: &Options| transport::open(kind, Side::Connect, &home.endpoint(ch), o);
-        let _heartbeat = transport::spawn_echo(&front.endpoint(Channel::Heartbeat))?;
-        let shell = pair(
-            bind(Kind::Router, Channel::Shell)?,
-            connect(Kind::Dealer, Channel::Shell, &dealer)?,
-        );
-        let control = pair(
-            bind(Kind::Router, Channel::Control)?,
-            connect(Kind::Dealer, Channel::Control, &dealer)?,
-        );
-        let stdin = pair(
-            bind(Kind::Router, Channel::Stdin)?,
-            connect(Kind::Dealer, Channel::Stdin, &dealer)?,
-        );
-        let (iopub_out, _subscriptions) = bind(Kind::XPub, Channel::Iopub)?;
-        let (_sub_out, mut home_iopub) = connect(Kind::Sub, Channel::Iopub, &none)?;
-        let iopub = async move {
-            while let Some(frames) = home_iopub.recv().await {
-                iopub_out.send(frames);
-            }
-        };
-        tokio::select! {
-            () = shell => {}
-            () = control => {}
-            () = stdin => {}
-            () = iopub => {}
+    // The relay runs as a task, not as the future `block_on` polls, as pxkernel does:
+    // every wake-up of that future would cost the runtime an extra poll of its driver.
+    rt.block_on(async { tokio::spawn(relay(front, home)).await })?
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+async fn relay(front: ConnectionInfo, home: ConnectionInfo) -> Result<(), Error> {
+    let none = Options::default();
+    let dealer = Options {
+        identity: Some(b"relay-floor".to_vec()),
+        ..Options::default()
+    };
+    let bind = |kind, ch| transport::open(kind, Side::Bind, &front.endpoint(ch), &none);
+    let connect =
+        |kind, ch, o: &Options| transport::open(kind, Side::Connect, &home.endpoint(ch), o);
+    let _heartbeat = transport::spawn_echo(&front.endpoint(Channel::Heartbeat))?;
+    let shell = pair(
+        bind(Kind::Router, Channel::Shell)?,
+        connect(Kind::Dealer, Channel::Shell, &dealer)?,
+    );
+    let control = pair(
+        bind(Kind::Router, Channel::Control)?,
+        connect(Kind::Dealer, Channel::Control, &dealer)?,
+    );
+    let stdin = pair(
+        bind(Kind::Router, Channel::Stdin)?,
+        connect(Kind::Dealer, Channel::Stdin, &dealer)?,
+    );
+    let (iopub_out, _subscriptions) = bind(Kind::XPub, Channel::Iopub)?;
+    let (_sub_out, mut home_iopub) = connect(Kind::Sub, Channel::Iopub, &none)?;
+    let iopub = async move {
+        while let Some(frames) = home_iopub.recv().await {
+            iopub_out.send(frames);
         }
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })
+    };
+    tokio::select! {
+        () = shell => {}
+        () = control => {}
+        () = stdin => {}
+        () = iopub => {}
+    }
+    Ok(())
 }

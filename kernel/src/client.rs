@@ -193,7 +193,7 @@ pub async fn connect(
     let last_beat = Arc::new(AtomicU64::new(0));
     if let Some(policy) = heartbeat {
         let (hb_out, hb_in) = open(Kind::Dealer, Channel::Heartbeat, &Options::default())?;
-        tokio::spawn(monitor_heartbeat(
+        transport::spawn(monitor_heartbeat(
             hb_out,
             hb_in,
             hb_tx,

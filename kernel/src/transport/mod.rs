@@ -27,6 +27,35 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use socket::{Address, Bound, Connected, Listener, Socket};
 
+thread_local! {
+    static LOCAL_TASKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run the tasks of sockets opened on this thread from now on as tasks of the
+/// current [`tokio::task::LocalSet`], not of the runtime.
+///
+/// With a current-thread runtime driving a `LocalSet`, a runtime task that wakes
+/// a local task (a reader handing a message to its consumer) makes the runtime
+/// poll its driver once more before it runs the `LocalSet`: one extra
+/// `epoll_wait` per message. With every task local, wake-ups stay inside the set.
+/// Only for a thread whose every socket is opened and used inside that `LocalSet`:
+/// spawning a local task anywhere else is a bug tokio reports by panicking.
+pub fn run_tasks_locally() {
+    LOCAL_TASKS.with(|l| l.set(true));
+}
+
+/// Spawn one of a socket's tasks, as [`run_tasks_locally`] chose.
+pub(crate) fn spawn<F>(task: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    if LOCAL_TASKS.with(std::cell::Cell::get) {
+        tokio::task::spawn_local(task);
+    } else {
+        tokio::spawn(task);
+    }
+}
+
 /// One multipart message as frames.
 pub type Frames = Vec<Vec<u8>>;
 
@@ -206,7 +235,7 @@ pub fn open(
             let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
             let (closing_tx, closing) = watch::channel(());
             let socket = Arc::new(Socket::Connected(Connected::new(kind, endpoint.to_owned())));
-            tokio::spawn(socket::run_connected(
+            spawn(socket::run_connected(
                 socket.clone(),
                 addr,
                 options.identity.clone(),
@@ -223,7 +252,7 @@ fn serve_bound(kind: Kind, listener: Listener, queue: usize, endpoint: &str) -> 
     let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
     let (closing_tx, closing) = watch::channel(());
     let socket = Arc::new(Socket::Bound(Bound::new(kind, queue, endpoint.to_owned())));
-    tokio::spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
+    spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
     (Outbox::new(socket, closing_tx), in_rx)
 }
 

@@ -504,7 +504,7 @@ pub(super) async fn run_bound(
         };
         match accepted {
             Ok((rd, wr)) => {
-                tokio::spawn(serve_peer(
+                super::spawn(serve_peer(
                     socket.clone(),
                     rd,
                     wr,
@@ -574,7 +574,7 @@ async fn serve_peer(
         }
         id
     };
-    tokio::spawn(write_loop(conn.clone(), closing.clone()));
+    super::spawn(write_loop(conn.clone(), closing.clone()));
     loop {
         let incoming = tokio::select! {
             r = read_incoming(&mut rd) => r,
@@ -755,7 +755,7 @@ pub(super) async fn run_connected(
             link.conn = Some(conn.clone());
             conn
         };
-        tokio::spawn(write_loop(conn.clone(), closing.clone()));
+        super::spawn(write_loop(conn.clone(), closing.clone()));
         loop {
             let incoming = tokio::select! {
                 r = read_incoming(&mut rd) => r,

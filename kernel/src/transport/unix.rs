@@ -32,7 +32,7 @@ impl Stream {
 
     /// Write what the socket takes now, without waiting.
     pub(super) fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
-        (&mut &*self.0.get_ref()).write(bytes)
+        (&mut self.0.get_ref()).write(bytes)
     }
 
     /// Wait until the socket takes more bytes.
@@ -60,7 +60,7 @@ impl AsyncRead for Stream {
             let mut guard = ready!(self.0.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
             let wanted = unfilled.len();
-            match guard.try_io(|fd| (&mut &*fd.get_ref()).read(unfilled)) {
+            match guard.try_io(|fd| (&mut fd.get_ref()).read(unfilled)) {
                 Ok(Ok(n)) => {
                     // A short read drained the socket: skip the read that would only
                     // say so (a new edge sets readiness again), as tokio's own streams do.
