@@ -15,7 +15,9 @@
 //! of growing our memory). The heartbeat echo runs on its own thread, so it
 //! answers while the main runtime is busy.
 
+mod conn;
 mod socket;
+mod stream;
 mod unix;
 pub mod zmtp;
 
@@ -25,7 +27,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use socket::{Address, Bound, Connected, Listener, Socket};
+use socket::{Bound, Connected, Socket};
+use stream::{Address, Listener};
 
 thread_local! {
     static LOCAL_TASKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
