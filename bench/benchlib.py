@@ -235,9 +235,16 @@ def cleanup():
             k.stop(quiet=True)
         except Exception as e:  # noqa: BLE001 - keep cleaning up
             log(f"cleanup: stopping {k.kind}: {e}")
-    n = kill_by_pid(list(_tracked.values()))
+    left = list(_tracked.values())
+    names = []
+    for p, _ in left:
+        try:
+            names.append(f"{p.pid}:{' '.join(p.cmdline()[:4])}")
+        except psutil.Error:
+            pass
+    n = kill_by_pid(left)
     if n:
-        log(f"cleanup: stopped {n} leftover process(es) by PID")
+        log(f"cleanup: stopped {n} leftover process(es) by PID ({'; '.join(names)})")
     _tracked.clear()
     if _ctx is not None:
         _ctx.destroy(linger=0)

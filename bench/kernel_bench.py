@@ -149,14 +149,15 @@ def start_relay_floor(a, tmp, env):
         home = subprocess.Popen([a.python, "-m", "ipykernel_launcher", "-f", str(home_cf)],
                                 env=home_env, cwd=str(tmp / "work"), stdin=subprocess.DEVNULL,
                                 stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-    track(psutil.Process(home.pid))
+    home_proc = psutil.Process(home.pid)
+    track(home_proc)
     spec = {"argv": [a.relay_floor, "-f", "{connection_file}", "--home", str(home_cf)],
             "dir": str(tmp)}
     relay = Kernel("relay_floor", spec, kernel_env(env, tmp, "relay_floor"), str(tmp / "work"),
                    "rt-relay-floor")
     relay.key = key
     relay.start(a.start_timeout)
-    relay.home_pid = home.pid
+    relay.home_proc = home_proc
     return relay
 
 
@@ -259,6 +260,12 @@ def bench_roundtrip(a, tmp, env, specs, results):
         dt, killed = k.stop()
         if killed:
             line("leftover_procs", phase="roundtrip", kernel=k.kind, n=killed)
+    if relay:
+        # The relay's home is the bench's own child: the relay passed it the shutdown
+        # request; give it the same time to exit before anything is killed.
+        _, alive = psutil.wait_procs([relay.home_proc], timeout=10.0)
+        if alive:
+            line("leftover_procs", phase="roundtrip", kernel="relay_floor_home", n=1)
 
     if a.soak:
         # Many more cells through pxkernel alone: does its memory settle?
