@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use pxkernel_kernel::protocol::ConnectionInfo;
 use pxkernel_kernel::protocol::content::LanguageInfo;
 use pxkernel_kernel::server::{Handler, Server, Stopped};
+use pxkernel_kernel::transport;
 use pxkernel_magics::install::{self, HOME_ENV, Install, LANGUAGE_INFO_ENV, Root};
 use pxkernel_magics::{Config, PxKernel};
 
@@ -197,15 +198,8 @@ fn run_kernel(args: KernelArgs) -> Result<()> {
         _ => None,
     };
     let rt = runtime()?;
-    let local = tokio::task::LocalSet::new();
-    // The kernel runs as a task of the set, not as the future `block_on` polls: every
-    // wake-up of that future costs the runtime an extra poll of its driver.
-    let result = local.block_on(&rt, async move {
-        tokio::task::spawn_local(serve(conn, home, language_info))
-            .await
-            .unwrap_or_else(|e| Err(anyhow::anyhow!("the kernel task failed: {e}")))
-    });
-    drop(local);
+    let result = transport::block_on_local(&rt, serve(conn, home, language_info))
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the kernel task failed: {e}")));
     drop(rt);
     if let Err(e) = result {
         bail!("{e:#}");
@@ -221,8 +215,6 @@ async fn serve(
     language_info: Option<LanguageInfo>,
 ) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    // Everything below runs inside this LocalSet, so sockets may keep their tasks in it.
-    pxkernel_kernel::transport::run_tasks_locally();
     // SIGINT must never kill the kernel (a terminal's Ctrl-C reaches the whole group);
     // interrupts arrive as interrupt_request. Holding this stream keeps SIGINT caught.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

@@ -541,14 +541,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let local = tokio::task::LocalSet::new();
-    let run = local.block_on(&rt, async {
-        // As pxkernel: the work and the sockets' tasks are all tasks of the set.
-        pxkernel_kernel::transport::run_tasks_locally();
-        tokio::task::spawn_local(main_local(args))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
-    });
+    // As pxkernel: the work and the sockets' tasks are all tasks of one LocalSet.
+    let run = pxkernel_kernel::transport::block_on_local(&rt, main_local(args))
+        .unwrap_or_else(|e| Err(e.to_string()));
     if let Err(e) = run {
         eprintln!("px_floor: {e}");
         std::process::exit(1);

@@ -1,6 +1,7 @@
 //! Routes every request: pxkernel's own magics run here, everything else goes to
 //! the home kernel. Implements the kernel crate's [`Handler`].
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -20,7 +21,6 @@ use crate::px::Px;
 use crate::registry::{self, CompletionKind};
 use crate::{display, lsmagic};
 
-/// How pxkernel was configured at launch.
 /// The execute_request sent home: the frontend's, with this piece's code.
 #[derive(serde::Serialize)]
 struct HomeExecute<'a> {
@@ -32,6 +32,7 @@ struct HomeExecute<'a> {
     stop_on_error: bool,
 }
 
+/// How pxkernel was configured at launch.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The home kernel's kernelspec name.
@@ -207,12 +208,11 @@ impl PxKernel {
                     .unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string())),
                 _ => match split_at_our_magic(code) {
                     Some((plain, ours)) if self.home_finds_complete(req, plain).await => {
-                        let outcome = if matches!(self.home.is_python(req).await, Ok(true)) {
-                            let piece = python_piece(plain);
-                            self.execute_at_home(req, content, &piece).await
-                        } else {
-                            self.execute_at_home(req, content, plain).await
+                        let piece = match self.home.is_python(req).await {
+                            Ok(true) => Cow::Owned(python_piece(plain)),
+                            _ => Cow::Borrowed(plain),
                         };
+                        let outcome = self.execute_at_home(req, content, &piece).await;
                         self.then_rest(req, content, outcome, ours).await
                     }
                     _ => self.execute_at_home(req, content, code).await,

@@ -34,20 +34,39 @@ thread_local! {
     static LOCAL_TASKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Run the tasks of sockets opened on this thread from now on as tasks of the
-/// current [`tokio::task::LocalSet`], not of the runtime.
+/// Run `future` on the current-thread runtime `rt` as a task of a fresh
+/// [`tokio::task::LocalSet`], with the tasks of every socket opened on this thread
+/// meanwhile in the same set; an `Err` when the task panicked.
 ///
-/// With a current-thread runtime driving a `LocalSet`, a runtime task that wakes
-/// a local task (a reader handing a message to its consumer) makes the runtime
-/// poll its driver once more before it runs the `LocalSet`: one extra
-/// `epoll_wait` per message. With every task local, wake-ups stay inside the set.
-/// Only for a thread whose every socket is opened and used inside that `LocalSet`:
-/// spawning a local task anywhere else is a bug tokio reports by panicking.
-pub fn run_tasks_locally() {
-    LOCAL_TASKS.with(|l| l.set(true));
+/// Why a task, and why local sockets: on a current-thread runtime, a wake-up of
+/// the future `block_on` polls, or of a local task by a runtime task (a reader
+/// handing a message to its consumer), makes the runtime poll its driver once more
+/// before it runs the set: one extra `epoll_wait` per message. With everything a
+/// task of one set, wake-ups stay inside it.
+pub fn block_on_local<F>(
+    rt: &tokio::runtime::Runtime,
+    future: F,
+) -> Result<F::Output, tokio::task::JoinError>
+where
+    F: std::future::Future + 'static,
+    F::Output: 'static,
+{
+    /// Sockets' tasks are local while it lives (spawning a local task outside a
+    /// `LocalSet` would panic, so the choice must not outlive the set's run).
+    struct LocalTasks;
+    impl Drop for LocalTasks {
+        fn drop(&mut self) {
+            LOCAL_TASKS.with(|l| l.set(false));
+        }
+    }
+    tokio::task::LocalSet::new().block_on(rt, async move {
+        LOCAL_TASKS.with(|l| l.set(true));
+        let _local = LocalTasks;
+        tokio::task::spawn_local(future).await
+    })
 }
 
-/// Spawn one of a socket's tasks, as [`run_tasks_locally`] chose.
+/// Spawn one of a socket's tasks: a local task inside [`block_on_local`].
 pub(crate) fn spawn<F>(task: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
@@ -418,6 +437,37 @@ mod tests {
             let _a = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
             let e = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap_err();
             assert!(e.to_string().contains(&ep), "{e}");
+        });
+    }
+
+    #[test]
+    fn sockets_serve_as_local_tasks_and_the_thread_is_plain_again_afterwards() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("ipc://{}/local.sock", dir.path().display());
+        // Rc: the future need not be Send, as pxkernel's is not.
+        let got = block_on_local(&rt, async move {
+            let marker = std::rc::Rc::new(b"local".to_vec());
+            let (_rout, mut rin) =
+                open(Kind::Router, Side::Bind, &endpoint, &Options::default()).unwrap();
+            let (dout, _din) =
+                open(Kind::Dealer, Side::Connect, &endpoint, &Options::default()).unwrap();
+            assert!(dout.send(vec![(*marker).clone()]));
+            recv(&mut rin).await
+        })
+        .unwrap();
+        assert_eq!(got[1], b"local");
+        // Outside the set, sockets are runtime tasks again (a local task here would panic).
+        rt.block_on(async {
+            let ep = format!("tcp://127.0.0.1:{}", free_port());
+            let (_rout, mut rin) =
+                open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
+            let (dout, _din) = open(Kind::Dealer, Side::Connect, &ep, &Options::default()).unwrap();
+            dout.send(vec![b"plain".to_vec()]);
+            assert_eq!(recv(&mut rin).await[1], b"plain");
         });
     }
 
