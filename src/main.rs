@@ -1,13 +1,13 @@
 //! The `pxkernel` command line: run the kernel, install or remove its kernelspec.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use pxkernel_kernel::kernelspec::NATIVE_KERNEL_NAME;
 use pxkernel_kernel::protocol::ConnectionInfo;
 use pxkernel_kernel::protocol::content::LanguageInfo;
-use pxkernel_kernel::server::{Handler, Server, Stopped};
+use pxkernel_kernel::server::{Handler, ParentWatch, Server, Stopped};
 use pxkernel_kernel::transport;
 use pxkernel_magics::install::{self, HOME_ENV, Install, LANGUAGE_INFO_ENV, Root};
 use pxkernel_magics::{Config, PxKernel};
@@ -78,8 +78,8 @@ struct InstallArgs {
     /// Name shown in Jupyter [default: "pxkernel (<home display name>)"].
     #[arg(long, value_name = "S")]
     display_name: Option<String>,
-    /// The kernelspec that runs plain cells.
-    #[arg(long, value_name = "KERNELSPEC", default_value = "python3")]
+    /// The kernelspec that runs plain cells (found where Jupyter finds kernelspecs).
+    #[arg(long, value_name = "KERNELSPEC", default_value = NATIVE_KERNEL_NAME)]
     home: String,
 }
 
@@ -146,47 +146,35 @@ fn run_install(args: InstallArgs) -> Result<()> {
         home: args.home.clone(),
         executable,
     };
-    let probed = runtime()?.block_on(async {
+    let (home, warnings) = runtime()?.block_on(async {
         tokio::task::LocalSet::new()
-            .run_until(install::probe_language_info(&args.home))
+            .run_until(install::find_home(&args.home))
             .await
-    });
-    let (language_info, home_display, language) = match probed {
-        Ok((li, display, lang)) => (Some(li), display, lang),
-        Err(e) => {
-            eprintln!(
-                "warning: could not ask the home kernel {:?} for its language ({e}); \
-                 kernel_info will wait for it at run time",
-                args.home
-            );
-            (None, args.home.clone(), String::new())
-        }
-    };
-    let json = install::kernel_json(&request, &home_display, &language, language_info.as_ref())?;
+    })?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    let json = install::kernel_json(&request, &home)?;
     let dir = install::write(&args.root.root(), &args.name, &json)?;
     println!("Installed kernelspec {} in {}", args.name, dir.display());
     Ok(())
 }
 
-/// Resolves when our parent process has gone (we were re-parented).
-async fn parent_gone() {
-    // SAFETY: getppid cannot fail.
-    let parent = unsafe { libc::getppid() };
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        // SAFETY: as above.
-        if unsafe { libc::getppid() } != parent {
-            return;
-        }
-    }
-}
-
 fn run_kernel(args: KernelArgs) -> Result<()> {
     let conn = ConnectionInfo::from_file(&args.connection_file)?;
+    // Kernelspecs are searched where the Jupyter that started us searches them.
+    if let Some(env) = pxkernel_kernel::kernelspec::environment::detect_launcher() {
+        tracing::info!(prefix = %env.prefix.display(), "started from this Python environment");
+    }
+    // Checked once here: message ids come from the same source and cannot fail later.
+    pxkernel_kernel::protocol::random_key()
+        .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}"))?;
+    // A home named on the command line is looked up; otherwise install's record is used.
+    let home_recorded = args.home.is_none().then(install::recorded_home).flatten();
     let home = args
         .home
         .or_else(|| std::env::var(HOME_ENV).ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "python3".to_owned());
+        .unwrap_or_else(|| NATIVE_KERNEL_NAME.to_owned());
     let language_info = match std::env::var(LANGUAGE_INFO_ENV) {
         Ok(text) if !text.is_empty() => match serde_json::from_str::<LanguageInfo>(&text) {
             Ok(li) => Some(li),
@@ -198,7 +186,12 @@ fn run_kernel(args: KernelArgs) -> Result<()> {
         _ => None,
     };
     let rt = runtime()?;
-    let result = transport::block_on_local(&rt, serve(conn, home, language_info))
+    let config = Config {
+        home,
+        home_recorded,
+        language_info,
+    };
+    let result = transport::block_on_local(&rt, serve(conn, config))
         .unwrap_or_else(|e| Err(anyhow::anyhow!("the kernel task failed: {e}")));
     drop(rt);
     if let Err(e) = result {
@@ -209,24 +202,17 @@ fn run_kernel(args: KernelArgs) -> Result<()> {
 
 /// The kernel itself: its sockets, the home kernel and the magics, until shutdown,
 /// SIGTERM or the death of pxkernel's parent.
-async fn serve(
-    conn: ConnectionInfo,
-    home: String,
-    language_info: Option<LanguageInfo>,
-) -> Result<()> {
+async fn serve(conn: ConnectionInfo, config: Config) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // SIGINT must never kill the kernel (a terminal's Ctrl-C reaches the whole group);
     // interrupts arrive as interrupt_request. Holding this stream keeps SIGINT caught.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // Set up once: a watch re-made on every turn of the loop below would take a
+    // new parent (init) after the real one died, and never fire.
+    let parent = ParentWatch::new();
     let server = Server::bind(&conn).context("binding the kernel sockets")?;
-    let kernel = PxKernel::new(
-        Config {
-            home,
-            language_info,
-        },
-        server.publisher(),
-    );
+    let kernel = PxKernel::new(config, server.publisher());
     let run = server.run(&kernel);
     tokio::pin!(run);
     let stopped = loop {
@@ -234,7 +220,7 @@ async fn serve(
             s = &mut run => break Some(s),
             _ = sigint.recv() => tracing::info!("SIGINT ignored; use interrupt_request"),
             _ = sigterm.recv() => break None,
-            () = parent_gone() => {
+            () = parent.exited() => {
                 tracing::warn!("parent process gone; shutting down");
                 break None;
             }
@@ -244,5 +230,6 @@ async fn serve(
         Some(Stopped::Shutdown { .. }) => {}
         Some(Stopped::Closed) | None => kernel.shutdown(false).await,
     }
+    pxkernel_kernel::kernelspec::launch::remove_session_dir();
     anyhow::Ok(())
 }

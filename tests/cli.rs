@@ -3,10 +3,18 @@
 
 use std::process::Command;
 
+/// Run pxkernel where no Python environment is active or reachable, so that no
+/// home kernel is found (as `pxkernel install` run outside Jupyter's venv).
 fn pxkernel(args: &[&str]) -> (bool, String, String) {
+    let data = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_pxkernel"))
         .args(args)
-        .env("PATH", "/nonexistent") // no home kernel: install must still work
+        .env("PATH", "/nonexistent")
+        .env("JUPYTER_DATA_DIR", data.path())
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("CONDA_PREFIX")
+        .env_remove("JUPYTER_PATH")
+        .env_remove("JPY_PARENT_PID")
         .output()
         .expect("run pxkernel");
     (
@@ -40,6 +48,10 @@ fn help_on_every_subcommand() {
     }
 }
 
+fn read_kernel_json(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("kernel.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn install_and_uninstall_under_a_prefix() {
     let tmp = tempfile::tempdir().unwrap();
@@ -52,21 +64,14 @@ fn install_and_uninstall_under_a_prefix() {
         "pxk-test",
         "--display-name",
         "PX test",
-        "--home",
-        "no-such-home",
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("pxk-test"));
-    assert!(
-        err.contains("no-such-home"),
-        "warns that the home was not probed: {err}"
-    );
     let dir = tmp.path().join("share/jupyter/kernels/pxk-test");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("kernel.json")).unwrap()).unwrap();
+    let json = read_kernel_json(&dir);
     assert_eq!(json["display_name"], "PX test");
     assert_eq!(json["interrupt_mode"], "message");
-    assert_eq!(json["env"]["PXKERNEL_HOME"], "no-such-home");
+    assert_eq!(json["env"]["PXKERNEL_HOME"], "python3");
     let argv: Vec<&str> = json["argv"]
         .as_array()
         .unwrap()
@@ -81,6 +86,68 @@ fn install_and_uninstall_under_a_prefix() {
     let (ok, _, err) = pxkernel(&["uninstall", "--prefix", prefix, "--name", "pxk-test"]);
     assert!(ok, "{err}");
     assert!(!dir.exists());
+}
+
+#[test]
+fn the_default_home_not_found_at_install_is_a_warning_saying_how_it_is_found_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().to_str().unwrap();
+    let (ok, _, err) = pxkernel(&["install", "--prefix", prefix, "--name", "pxk-later"]);
+    assert!(ok, "{err}");
+    assert!(err.starts_with("warning:"), "{err}");
+    assert!(
+        err.contains("\"python3\"") && err.contains("at run time"),
+        "{err}"
+    );
+    let json = read_kernel_json(&tmp.path().join("share/jupyter/kernels/pxk-later"));
+    // Sensible language metadata though nothing answered.
+    assert_eq!(json["language"], "python");
+    assert_eq!(json["display_name"], "pxkernel (Python 3)");
+    // Nothing recorded: the home is looked up at run time.
+    assert!(json["env"].get("PXKERNEL_HOME_SPEC").is_none(), "{json}");
+    assert!(json["env"].get("PXKERNEL_HOME_PYTHON").is_none(), "{json}");
+}
+
+#[test]
+fn a_home_found_nowhere_is_an_error_naming_what_was_searched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().to_str().unwrap();
+    let (ok, _, err) = pxkernel(&[
+        "install",
+        "--prefix",
+        prefix,
+        "--name",
+        "pxk-test",
+        "--home",
+        "no-such-home",
+    ]);
+    assert!(!ok, "installed with a home that exists nowhere");
+    assert!(
+        err.contains("no kernelspec named \"no-such-home\""),
+        "{err}"
+    );
+    assert!(err.contains("/usr/local/share/jupyter/kernels"), "{err}");
+    assert!(err.contains("To fix:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!tmp.path().join("share/jupyter/kernels/pxk-test").exists());
+}
+
+#[test]
+fn names_that_would_leave_the_kernels_directory_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().to_str().unwrap();
+    for args in [
+        vec!["install", "--prefix", prefix, "--name", "../escape"],
+        vec!["install", "--prefix", prefix, "--name", "/tmp/abs"],
+        vec!["install", "--prefix", prefix, "--home", "../../python3"],
+        vec!["uninstall", "--prefix", prefix, "--name", ".."],
+    ] {
+        let (ok, _, err) = pxkernel(&args);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains("is not a kernelspec name"), "{args:?}: {err}");
+    }
+    assert!(!tmp.path().join("share/jupyter/escape").exists());
+    assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
 }
 
 #[test]

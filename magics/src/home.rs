@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pxkernel_kernel::kernelspec::{self, LaunchOptions};
+use pxkernel_kernel::kernelspec::{self, KernelSpec, KernelspecError, LaunchOptions, Location};
 use pxkernel_kernel::protocol::content::{ExecuteResult, KernelInfoReply};
 use pxkernel_kernel::protocol::{Channel, Header, Message, to_raw};
 use pxkernel_kernel::server::{InputError, Publisher, Request};
@@ -113,6 +113,10 @@ pub struct Forward<'a> {
 /// The home kernel, as pxkernel sees it.
 pub struct Home {
     name: String,
+    /// Where `pxkernel install` found the home's kernelspec.
+    recorded: Option<Location>,
+    /// Said once on the next request's stderr (a recorded home replaced).
+    notice: RefCell<Option<String>>,
     publisher: Publisher,
     phase: watch::Sender<Phase>,
     link: RefCell<Option<Rc<Link>>>,
@@ -138,10 +142,13 @@ fn relay_unrouted(publisher: &Publisher, recent: &RefCell<Recent>, channel: Chan
 }
 
 impl Home {
-    /// A home kernel of kernelspec `name`, starting now in the background.
-    pub fn spawn(name: &str, publisher: Publisher) -> Rc<Home> {
+    /// A home kernel of kernelspec `name` (at `recorded` while that is there),
+    /// starting now in the background.
+    pub fn spawn(name: &str, recorded: Option<Location>, publisher: Publisher) -> Rc<Home> {
         let home = Rc::new(Home {
             name: name.to_owned(),
+            recorded,
+            notice: RefCell::new(None),
             publisher,
             phase: watch::Sender::new(Phase::Starting),
             link: RefCell::new(None),
@@ -179,7 +186,7 @@ impl Home {
             wait: START_WAIT,
             ..LaunchOptions::default()
         };
-        let started = match kernelspec::find(&self.name) {
+        let started = match self.find_spec() {
             Ok(spec) => kernelspec::start(&spec, &opts)
                 .await
                 .map_err(|e| e.to_string()),
@@ -235,6 +242,21 @@ impl Home {
         }
     }
 
+    /// The home's kernelspec: the one install recorded while it is there (pinned,
+    /// so that engines "like the home" run it too), else found by name.
+    fn find_spec(&self) -> Result<KernelSpec, KernelspecError> {
+        let Some(recorded) = &self.recorded else {
+            return kernelspec::find(&self.name);
+        };
+        let (spec, notice) = kernelspec::find_recorded(&self.name, recorded)?;
+        if let Some(notice) = notice {
+            tracing::warn!("{notice}");
+            *self.notice.borrow_mut() = Some(notice);
+        }
+        kernelspec::pin(spec.clone());
+        Ok(spec)
+    }
+
     /// The running home kernel, starting (or restarting) it when needed. A restart
     /// after a death is announced on the request's stderr.
     async fn ready(self: &Rc<Self>, req: &Request) -> Result<Rc<Link>, HomeError> {
@@ -245,6 +267,9 @@ impl Home {
             match phase {
                 Phase::Running => {
                     if let Some(l) = self.link.borrow().clone() {
+                        if let Some(notice) = self.notice.borrow_mut().take() {
+                            req.stream("stderr", &format!("pxkernel: {notice}\n"));
+                        }
                         return Ok(l);
                     }
                     self.phase.send_replace(Phase::Died("lost".to_owned()));

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use pxkernel_kernel::kernelspec::Location;
 use pxkernel_kernel::protocol::content::{
     CompleteReply, CompleteRequest, ExecuteReply, ExecuteRequest, HelpLink, InspectRequest,
     IsCompleteRequest, KernelInfoReply, LanguageInfo,
@@ -18,7 +19,7 @@ use crate::cells::{python_piece, split_at_our_magic, store_form};
 use crate::home::{Forward, Home, HomeError};
 use crate::parse::{Invocation, ParseError, invocation};
 use crate::px::Px;
-use crate::registry::{self, CompletionKind};
+use crate::registry::{self, CompletionKind, Magic};
 use crate::{display, lsmagic};
 
 /// The execute_request sent home: the frontend's, with this piece's code.
@@ -37,6 +38,8 @@ struct HomeExecute<'a> {
 pub struct Config {
     /// The home kernel's kernelspec name.
     pub home: String,
+    /// Where `pxkernel install` found the home's kernelspec, used while it is there.
+    pub home_recorded: Option<Location>,
     /// The home's language_info recorded at install time, so kernel_info is right
     /// before the home kernel has answered.
     pub language_info: Option<LanguageInfo>,
@@ -71,7 +74,7 @@ impl MagicError {
 impl PxKernel {
     /// Start the home kernel in the background and return the handler.
     pub fn new(config: Config, publisher: Publisher) -> PxKernel {
-        let home = Home::spawn(&config.home, publisher);
+        let home = Home::spawn(&config.home, config.home_recorded.clone(), publisher);
         let px = Px::new(&config.home);
         PxKernel {
             config,
@@ -188,10 +191,22 @@ impl PxKernel {
                     }
                 }
                 Some(Invocation::Cell { name, args, body }) if registry::owns(name, true) => {
-                    let result = match name {
-                        "px" => self.run_px(req, content, args, Some(body)).await,
-                        "sql" => self.sql.run(req, &self.home, args, Some(body), None).await,
-                        _ => Ok(unreachable_magic(name)),
+                    let result = match registry::find(name).map(|m| m.magic) {
+                        None => Err(not_ours(name)),
+                        Some(Magic::Px) => self.run_px(req, content, args, Some(body)).await,
+                        Some(Magic::Sql) => {
+                            self.sql.run(req, &self.home, args, Some(body), None).await
+                        }
+                        Some(
+                            Magic::Lsmagic
+                            | Magic::Autopx
+                            | Magic::Pxresult
+                            | Magic::Pxconfig
+                            | Magic::Engines,
+                        ) => Err(MagicError::Usage(ParseError::Usage {
+                            magic: name.to_owned(),
+                            reason: format!("there is no cell form: write %{name}, not %%{name}"),
+                        })),
                     };
                     result.unwrap_or_else(|e| self.fail(req, e.ename(), &e.to_string()))
                 }
@@ -257,6 +272,7 @@ impl PxKernel {
         }
     }
 
+    /// Run `%name args`: every declared magic has an arm here, and no other.
     async fn run_line_magic(
         &self,
         req: &Request,
@@ -264,10 +280,15 @@ impl PxKernel {
         name: &str,
         args: &str,
     ) -> Result<ExecuteOutcome, MagicError> {
-        match name {
-            "lsmagic" => lsmagic::run(req, args, &self.config.home).map(|()| ExecuteOutcome::ok()),
-            "px" => self.run_px(req, content, args, None).await,
-            "autopx" => {
+        let Some(spec) = registry::find(name) else {
+            return Err(not_ours(name));
+        };
+        match spec.magic {
+            Magic::Lsmagic => {
+                lsmagic::run(req, args, &self.config.home).map(|()| ExecuteOutcome::ok())
+            }
+            Magic::Px => self.run_px(req, content, args, None).await,
+            Magic::Autopx => {
                 if !args.trim().is_empty() {
                     return Err(MagicError::Usage(ParseError::UnexpectedArgument {
                         magic: "autopx".to_owned(),
@@ -277,11 +298,10 @@ impl PxKernel {
                 self.px.toggle_autopx(req);
                 Ok(ExecuteOutcome::ok())
             }
-            "pxresult" => self.px.pxresult(req).await,
-            "pxconfig" => self.px.pxconfig(req, args).map(|()| ExecuteOutcome::ok()),
-            "engines" => self.px.engines_cmd(req, args).await,
-            "sql" => self.sql.run(req, &self.home, args, None, None).await,
-            _ => Ok(unreachable_magic(name)),
+            Magic::Pxresult => self.px.pxresult(req).await,
+            Magic::Pxconfig => self.px.pxconfig(req, args).map(|()| ExecuteOutcome::ok()),
+            Magic::Engines => self.px.engines_cmd(req, args).await,
+            Magic::Sql => self.sql.run(req, &self.home, args, None, None).await,
         }
     }
 
@@ -443,10 +463,12 @@ impl PxKernel {
     }
 }
 
-fn unreachable_magic(name: &str) -> ExecuteOutcome {
-    // The registry and this dispatch are kept in step by a test; reaching this is a bug.
-    tracing::error!("magic %{name} is registered but has no implementation");
-    ExecuteOutcome::ok()
+/// A name the registry does not declare reached a magic's dispatch.
+fn not_ours(name: &str) -> MagicError {
+    MagicError::Usage(ParseError::Usage {
+        magic: name.to_owned(),
+        reason: "not one of pxkernel's magics (%lsmagic lists them)".to_owned(),
+    })
 }
 
 impl Handler for PxKernel {
@@ -505,24 +527,5 @@ impl Handler for PxKernel {
     async fn shutdown(&self, _restart: bool) {
         self.sql.shutdown();
         tokio::join!(self.px.shutdown(), self.home.shutdown());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_registered_line_magic_is_dispatched() {
-        for m in registry::MAGICS {
-            assert!(
-                [
-                    "lsmagic", "px", "autopx", "pxresult", "pxconfig", "engines", "sql"
-                ]
-                .contains(&m.name),
-                "%{} is registered but run_line_magic does not know it",
-                m.name
-            );
-        }
     }
 }

@@ -1,11 +1,15 @@
 //! Kernelspecs: finding them where `jupyter kernelspec list` finds them, launching
 //! a kernel from one ([`launch`]), and installing one.
 //!
-//! Search order follows jupyter_core: `JUPYTER_PATH`, then the environment's
-//! `share/jupyter` (virtualenv, conda, or the prefix of the `python3` on `PATH`)
-//! and the user data dir (environment first when one is active), then the system
-//! dirs. The first spec of a name wins.
+//! Search order follows jupyter_core as seen by the Jupyter that started us:
+//! `JUPYTER_PATH`, then the environments' `share/jupyter` (that Jupyter's own
+//! first, found from its process, then `VIRTUAL_ENV`, `CONDA_PREFIX` and the
+//! `python3` on `PATH`) and the user data dir (environment first when it is a
+//! venv or conda env), then the system dirs. The first spec of a name wins; with
+//! no `python3` spec on disk, the first of those environments whose Python has
+//! ipykernel provides it, as jupyter_client's native kernel.
 
+pub mod environment;
 pub mod launch;
 
 use std::collections::BTreeMap;
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use environment::PythonEnv;
 pub use launch::{LaunchOptions, RunningKernel, StartedKernel, Transport, start};
 
 /// Kernelspec errors, with what was searched.
@@ -21,13 +26,43 @@ pub use launch::{LaunchOptions, RunningKernel, StartedKernel, Transport, start};
 #[non_exhaustive]
 pub enum KernelspecError {
     /// No kernelspec of that name.
-    #[error("no kernelspec named {name:?} (searched {})", display_paths(searched))]
+    #[error(
+        "no kernelspec named {name:?} (searched {}{}). To fix: {fix}",
+        display_paths(searched),
+        pythons_suffix(pythons)
+    )]
     NotFound {
         /// The name asked for.
         name: String,
         /// The kernels directories looked in.
         searched: Vec<PathBuf>,
+        /// The Pythons asked for ipykernel (for `python3`).
+        pythons: Vec<PathBuf>,
+        /// The one command that fixes it.
+        fix: String,
     },
+    /// Not a kernelspec name.
+    #[error(
+        "{name:?} is not a kernelspec name: use letters, digits, '.', '_' and '-' \
+         (names are directories in a kernels directory)"
+    )]
+    BadName {
+        /// What was given.
+        name: String,
+    },
+    /// What `pxkernel install` recorded is gone, and the name is found nowhere else.
+    #[error("the kernel {name:?} recorded at install ({recorded}) is gone, and {source}")]
+    RecordedGone {
+        /// Kernelspec name.
+        name: String,
+        /// Where it was.
+        recorded: Location,
+        /// The search that followed.
+        source: Box<KernelspecError>,
+    },
+    /// The system's random source failed (no key can be made).
+    #[error("the system's random source failed: {0}")]
+    Random(String),
     /// A kernel.json that is not valid.
     #[error("bad kernelspec {path}: {reason}")]
     Invalid {
@@ -100,6 +135,14 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+fn pythons_suffix(pythons: &[PathBuf]) -> String {
+    if pythons.is_empty() {
+        String::new()
+    } else {
+        format!("; no ipykernel for {}", display_paths(pythons))
+    }
+}
+
 fn tail_suffix(output: &str) -> String {
     if output.trim().is_empty() {
         String::new()
@@ -143,15 +186,35 @@ pub struct KernelJson {
     pub extra: Map<String, Value>,
 }
 
-/// A kernelspec found on disk.
+/// Where a kernelspec was found, as `pxkernel install` records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A directory holding kernel.json.
+    Dir(PathBuf),
+    /// Jupyter's built-in `python3` kernel of this interpreter.
+    Native(PathBuf),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(d) => write!(f, "{}", d.display()),
+            Location::Native(p) => write!(f, "ipykernel of {}", p.display()),
+        }
+    }
+}
+
+/// A kernelspec found on disk, or Jupyter's built-in `python3` kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelSpec {
     /// Its name (the directory name).
     pub name: String,
-    /// The directory holding kernel.json.
+    /// The directory holding kernel.json (empty for a built-in kernel).
     pub dir: PathBuf,
     /// The parsed kernel.json.
     pub json: KernelJson,
+    /// For a built-in kernel: the interpreter that provides it.
+    pub native_python: Option<PathBuf>,
 }
 
 impl KernelSpec {
@@ -182,7 +245,56 @@ impl KernelSpec {
             name,
             dir: dir.to_owned(),
             json,
+            native_python: None,
         })
+    }
+
+    /// Jupyter's built-in `python3` kernel of `python` (which has ipykernel), as
+    /// ipykernel's `get_kernel_dict` describes it.
+    pub fn native(python: &Path) -> KernelSpec {
+        let argv = [
+            &*python.to_string_lossy(),
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+        ];
+        let mut metadata = Map::new();
+        metadata.insert("debugger".to_owned(), Value::Bool(true));
+        let mut extra = Map::new();
+        extra.insert("kernel_protocol_version".to_owned(), "5.5".into());
+        KernelSpec {
+            name: NATIVE_KERNEL_NAME.to_owned(),
+            dir: PathBuf::new(),
+            json: KernelJson {
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+                display_name: "Python 3 (ipykernel)".to_owned(),
+                language: "python".to_owned(),
+                interrupt_mode: InterruptMode::Signal,
+                env: BTreeMap::new(),
+                metadata,
+                extra,
+            },
+            native_python: Some(python.to_owned()),
+        }
+    }
+
+    /// Where it was found.
+    pub fn location(&self) -> Location {
+        match &self.native_python {
+            Some(python) => Location::Native(python.clone()),
+            None => Location::Dir(self.dir.clone()),
+        }
+    }
+
+    /// The kernelspec at a recorded location, if it is still there.
+    pub fn at(location: &Location) -> Option<KernelSpec> {
+        match location {
+            Location::Dir(d) => KernelSpec::from_dir(d).ok(),
+            Location::Native(python) => (is_executable(python)
+                && environment::has_ipykernel(python))
+            .then(|| KernelSpec::native(python)),
+        }
     }
 
     /// The prefix this spec was installed under (`PREFIX/share/jupyter/kernels/NAME`).
@@ -241,53 +353,71 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Prefixes of the active Python environment: `VIRTUAL_ENV`, `CONDA_PREFIX`, and
-/// the prefix of the `python3` found on `PATH` (its `bin/`'s parent).
+/// Prefixes of the Python environments whose `share/jupyter` is searched: the
+/// Jupyter process that started us first, then the active ones.
 pub fn env_prefixes() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    let mut push = |p: PathBuf| {
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    };
-    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
-        if let Some(p) = env_path(var) {
-            push(p);
-        }
-    }
-    for prog in ["python3", "jupyter"] {
-        if let Some(bin) = which(prog).and_then(|p| p.parent().map(Path::to_path_buf))
-            && let Some(prefix) = bin.parent()
-        {
-            push(prefix.to_path_buf());
-        }
-    }
-    out
+    python_envs().into_iter().map(|e| e.prefix).collect()
 }
 
-/// The Jupyter data dirs in search order.
-pub fn data_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(jp) = std::env::var_os("JUPYTER_PATH") {
-        dirs.extend(std::env::split_paths(&jp).filter(|p| !p.as_os_str().is_empty()));
+/// The Python environments kernelspecs may come from, launcher first.
+pub fn python_envs() -> Vec<PythonEnv> {
+    let mut envs: Vec<PythonEnv> = environment::launcher().cloned().into_iter().collect();
+    for env in environment::active() {
+        if !envs.iter().any(|e| e.prefix == env.prefix) {
+            envs.push(env);
+        }
     }
-    let env: Vec<PathBuf> = env_prefixes()
-        .into_iter()
-        .map(|p| p.join("share/jupyter"))
+    envs
+}
+
+const SYSTEM_DATA_DIRS: [&str; 2] = ["/usr/local/share/jupyter", "/usr/share/jupyter"];
+
+/// The Jupyter data dirs in search order, as `jupyter --paths` prints them for
+/// the Jupyter that started us: `JUPYTER_PATH`, then its environment and the
+/// user's dir (the environment first when it is a venv or conda env, or when
+/// `JUPYTER_PREFER_ENV_PATH` says so), then the system dirs.
+pub fn data_dirs() -> Vec<PathBuf> {
+    let envs = python_envs();
+    let prefer_env = match std::env::var("JUPYTER_PREFER_ENV_PATH") {
+        Ok(v) => !matches!(
+            v.to_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off" | "n"
+        ),
+        Err(_) => envs.first().is_some_and(|e| e.is_env),
+    };
+    order_data_dirs(
+        std::env::var_os("JUPYTER_PATH").as_deref(),
+        &envs,
+        user_data_dir(),
+        prefer_env,
+    )
+}
+
+fn order_data_dirs(
+    jupyter_path: Option<&std::ffi::OsStr>,
+    envs: &[PythonEnv],
+    user: PathBuf,
+    prefer_env: bool,
+) -> Vec<PathBuf> {
+    let system: Vec<PathBuf> = SYSTEM_DATA_DIRS.iter().map(PathBuf::from).collect();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(jp) = jupyter_path {
+        dirs.extend(std::env::split_paths(jp).filter(|p| !p.as_os_str().is_empty()));
+    }
+    // An environment whose prefix is a system prefix (/usr) is searched with the system dirs.
+    let env: Vec<PathBuf> = envs
+        .iter()
+        .map(PythonEnv::data_dir)
+        .filter(|d| !system.contains(d))
         .collect();
-    let prefer_env = env_path("VIRTUAL_ENV").is_some()
-        || env_path("CONDA_PREFIX").is_some()
-        || std::env::var("JUPYTER_PREFER_ENV_PATH")
-            .is_ok_and(|v| !matches!(v.to_lowercase().as_str(), "" | "0" | "false" | "no" | "off"));
     if prefer_env {
         dirs.extend(env);
-        dirs.push(user_data_dir());
+        dirs.push(user);
     } else {
-        dirs.push(user_data_dir());
+        dirs.push(user);
         dirs.extend(env);
     }
-    dirs.push(PathBuf::from("/usr/local/share/jupyter"));
-    dirs.push(PathBuf::from("/usr/share/jupyter"));
+    dirs.extend(system);
     let mut seen = Vec::new();
     dirs.retain(|d| {
         let new = !seen.contains(d);
@@ -325,20 +455,128 @@ pub fn list() -> Vec<KernelSpec> {
     specs
 }
 
-/// The kernelspec of this name (case-insensitive).
+/// The name of the kernel Jupyter provides from its own Python when ipykernel is
+/// installed there, with no kernelspec on disk.
+pub const NATIVE_KERNEL_NAME: &str = "python3";
+
+/// Refuse a kernelspec name that is not one: Jupyter's names are letters, digits,
+/// `.`, `_` and `-`, so a name can never reach outside a kernels directory.
+pub fn check_name(name: &str) -> Result<(), KernelspecError> {
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !name.chars().all(|c| c == '.');
+    if valid {
+        Ok(())
+    } else {
+        Err(KernelspecError::BadName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// The kernelspec of this name (case-insensitive), where Jupyter would find it:
+/// a spec on disk in [`kernel_dirs`], else for `python3` the built-in kernel of
+/// the first environment whose Python has ipykernel (as jupyter_client's native
+/// kernel).
 pub fn find(name: &str) -> Result<KernelSpec, KernelspecError> {
+    check_name(name)?;
     let wanted = name.to_lowercase();
-    let searched = kernel_dirs();
+    if let Some(spec) = pinned(&wanted) {
+        return Ok(spec);
+    }
+    find_in(name, kernel_dirs(), &python_envs())
+}
+
+fn find_in(
+    name: &str,
+    searched: Vec<PathBuf>,
+    envs: &[PythonEnv],
+) -> Result<KernelSpec, KernelspecError> {
+    let wanted = name.to_lowercase();
     for dir in &searched {
         let d = dir.join(&wanted);
         if d.join("kernel.json").is_file() {
             return KernelSpec::from_dir(&d);
         }
     }
+    let mut pythons = Vec::new();
+    if wanted == NATIVE_KERNEL_NAME {
+        for env in envs {
+            if environment::has_ipykernel(&env.python) {
+                return Ok(KernelSpec::native(&env.python));
+            }
+            pythons.push(env.python.clone());
+        }
+    }
     Err(KernelspecError::NotFound {
         name: name.to_owned(),
         searched,
+        pythons,
+        fix: fix_for(&wanted, envs),
     })
+}
+
+/// The one command that makes `name` findable.
+fn fix_for(name: &str, envs: &[PythonEnv]) -> String {
+    let python = envs
+        .first()
+        .map(|e| e.python.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "python3".to_owned());
+    if name == NATIVE_KERNEL_NAME {
+        format!("install ipykernel where Jupyter runs: `{python} -m pip install ipykernel`")
+    } else {
+        format!(
+            "install the kernel {name:?} where Jupyter runs, or pick one that \
+             `{python} -m jupyter kernelspec list` shows"
+        )
+    }
+}
+
+/// The kernelspec `name` at the location `pxkernel install` recorded, else (when
+/// it has gone) wherever [`find`] finds one now, with a notice that says so.
+pub fn find_recorded(
+    name: &str,
+    recorded: &Location,
+) -> Result<(KernelSpec, Option<String>), KernelspecError> {
+    check_name(name)?;
+    if let Some(spec) = KernelSpec::at(recorded) {
+        return Ok((spec, None));
+    }
+    match find(name) {
+        Ok(spec) => {
+            let notice = format!(
+                "the kernel {name:?} recorded at install ({recorded}) is gone; using the one \
+                 at {} instead. Run `pxkernel install` again to record it.",
+                spec.location()
+            );
+            Ok((spec, Some(notice)))
+        }
+        Err(e) => Err(KernelspecError::RecordedGone {
+            name: name.to_owned(),
+            recorded: recorded.clone(),
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// Kernelspecs resolved once by location (what `pxkernel install` recorded):
+/// lookups by their name return them first, so engines started "like the home"
+/// run the same kernel.
+static PINNED: std::sync::Mutex<Vec<KernelSpec>> = std::sync::Mutex::new(Vec::new());
+
+/// Make lookups of `spec.name` return `spec` from now on in this process.
+pub fn pin(spec: KernelSpec) {
+    let mut pinned = PINNED.lock().unwrap_or_else(|p| p.into_inner());
+    pinned.retain(|s| s.name != spec.name);
+    pinned.push(spec);
+}
+
+fn pinned(name: &str) -> Option<KernelSpec> {
+    let pinned = PINNED.lock().unwrap_or_else(|p| p.into_inner());
+    pinned.iter().find(|s| s.name == name).cloned()
 }
 
 /// Write a kernelspec directory: kernel.json plus resource files (logos).
@@ -379,6 +617,7 @@ mod tests {
             name: "python3".into(),
             dir: PathBuf::from("/opt/venv/share/jupyter/kernels/python3"),
             json: serde_json::from_str(r#"{"argv":["python"],"display_name":"P"}"#).unwrap(),
+            native_python: None,
         };
         assert_eq!(spec.prefix(), Some(PathBuf::from("/opt/venv")));
         let elsewhere = KernelSpec {
@@ -419,5 +658,218 @@ mod tests {
             err.contains("no-such-kernel") && err.contains("kernels"),
             "{err}"
         );
+
+        // A recorded home that has gone is replaced by the one found now, and says so.
+        let gone = Location::Dir(tmp.path().join("gone/kernels/fancy"));
+        let (spec, notice) = find_recorded("fancy", &gone).unwrap();
+        assert_eq!(spec.dir, d);
+        let notice = notice.expect("a replaced home is reported");
+        assert!(
+            notice.contains("gone") && notice.contains(&*d.to_string_lossy()),
+            "{notice}"
+        );
+    }
+
+    fn env(prefix: &Path, is_env: bool) -> PythonEnv {
+        PythonEnv {
+            prefix: prefix.to_owned(),
+            python: prefix.join("bin/python3"),
+            is_env,
+        }
+    }
+
+    #[test]
+    fn data_dirs_follow_jupyter_core_order() {
+        let user = PathBuf::from("/home/u/.local/share/jupyter");
+        let venv = env(Path::new("/opt/venv"), true);
+        let active = env(Path::new("/opt/other"), false);
+        let system_python = env(Path::new("/usr"), false);
+        let p = |s: &str| PathBuf::from(s);
+        let cases: [(&str, Option<&str>, Vec<PythonEnv>, bool, Vec<PathBuf>); 4] = [
+            (
+                "a venv's Jupyter: its env before the user's",
+                None,
+                vec![venv.clone(), active.clone()],
+                true,
+                vec![
+                    p("/opt/venv/share/jupyter"),
+                    p("/opt/other/share/jupyter"),
+                    user.clone(),
+                    p("/usr/local/share/jupyter"),
+                    p("/usr/share/jupyter"),
+                ],
+            ),
+            (
+                "a base install: the user's first",
+                None,
+                vec![active.clone()],
+                false,
+                vec![
+                    user.clone(),
+                    p("/opt/other/share/jupyter"),
+                    p("/usr/local/share/jupyter"),
+                    p("/usr/share/jupyter"),
+                ],
+            ),
+            (
+                "JUPYTER_PATH first, in its order",
+                Some("/a:/b::/a"),
+                vec![venv.clone()],
+                true,
+                vec![
+                    p("/a"),
+                    p("/b"),
+                    p("/opt/venv/share/jupyter"),
+                    user.clone(),
+                    p("/usr/local/share/jupyter"),
+                    p("/usr/share/jupyter"),
+                ],
+            ),
+            (
+                "a Python in /usr is searched with the system dirs",
+                None,
+                vec![system_python],
+                false,
+                vec![
+                    user.clone(),
+                    p("/usr/local/share/jupyter"),
+                    p("/usr/share/jupyter"),
+                ],
+            ),
+        ];
+        for (case, jupyter_path, envs, prefer_env, want) in cases {
+            let got = order_data_dirs(
+                jupyter_path.map(std::ffi::OsStr::new),
+                &envs,
+                user.clone(),
+                prefer_env,
+            );
+            assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn kernelspec_names_cannot_leave_the_kernels_directory() {
+        let cases = [
+            ("plain", "python3", true),
+            ("dots, dashes, underscores", "my_kernel-1.2", true),
+            ("upper case", "PxKernel", true),
+            ("empty", "", false),
+            ("parent", "..", false),
+            ("current", ".", false),
+            ("parent path", "../python3", false),
+            ("absolute", "/etc", false),
+            ("nested", "a/b", false),
+            ("space", "my kernel", false),
+            ("nul", "a\0b", false),
+            ("non-ascii", "pythön", false),
+        ];
+        for (case, name, ok) in cases {
+            let got = check_name(name);
+            assert_eq!(got.is_ok(), ok, "{case}: {got:?}");
+            if !ok {
+                assert!(
+                    matches!(&got, Err(KernelspecError::BadName { name: n }) if n == name),
+                    "{case}: {got:?}"
+                );
+                assert!(
+                    matches!(find(name), Err(KernelspecError::BadName { .. })),
+                    "{case}"
+                );
+            }
+        }
+    }
+
+    /// A stand-in interpreter: answers the ipykernel probe with `exit`.
+    fn fake_python(prefix: &Path, has_ipykernel: bool) -> PythonEnv {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        let python = prefix.join("bin/python3");
+        let code = if has_ipykernel { 0 } else { 1 };
+        std::fs::write(&python, format!("#!/bin/sh\nexit {code}\n")).unwrap();
+        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+        env(prefix, true)
+    }
+
+    #[test]
+    fn python3_without_a_spec_is_the_first_environment_with_ipykernel() {
+        let tmp = tempfile::tempdir().unwrap();
+        let without = fake_python(&tmp.path().join("bare"), false);
+        let with = fake_python(&tmp.path().join("lab"), true);
+        let dirs = vec![tmp.path().join("kernels")];
+        let spec = find_in("python3", dirs.clone(), &[without.clone(), with.clone()]).unwrap();
+        assert_eq!(spec.native_python.as_deref(), Some(with.python.as_path()));
+        assert_eq!(spec.location(), Location::Native(with.python.clone()));
+        assert_eq!(
+            spec.json.argv,
+            [
+                with.python.to_str().unwrap(),
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}"
+            ]
+        );
+        assert_eq!(spec.json.language, "python");
+
+        // Only python3 has a built-in kernel; the error names every place and the fix.
+        let err = find_in("python3", dirs.clone(), std::slice::from_ref(&without)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&*dirs[0].to_string_lossy()), "{text}");
+        assert!(text.contains("no ipykernel for"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{} -m pip install ipykernel",
+                without.python.display()
+            )),
+            "{text}"
+        );
+        let err = find_in("julia-1.10", dirs, &[with])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("no ipykernel"), "{err}");
+        assert!(err.contains("jupyter kernelspec list"), "{err}");
+    }
+
+    #[test]
+    fn a_spec_on_disk_wins_over_the_built_in_kernel() {
+        let tmp = tempfile::tempdir().unwrap();
+        let with = fake_python(&tmp.path().join("lab"), true);
+        let d = tmp.path().join("kernels/python3");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("kernel.json"),
+            r#"{"argv":["python","-m","ipykernel_launcher","-f","{connection_file}"],"display_name":"Disk","language":"python"}"#,
+        )
+        .unwrap();
+        let spec = find_in("Python3", vec![tmp.path().join("kernels")], &[with]).unwrap();
+        assert_eq!(spec.json.display_name, "Disk");
+        assert_eq!(spec.location(), Location::Dir(d));
+    }
+
+    #[test]
+    fn a_recorded_location_is_used_while_it_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("elsewhere/kernels/homely");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("kernel.json"),
+            r#"{"argv":["homely","{connection_file}"],"display_name":"Homely"}"#,
+        )
+        .unwrap();
+        let (spec, notice) = find_recorded("homely", &Location::Dir(d.clone())).unwrap();
+        assert_eq!(spec.dir, d);
+        assert_eq!(notice, None);
+
+        // Gone, and found nowhere else: an error that names the recorded place.
+        std::fs::remove_dir_all(&d).unwrap();
+        let err = find_recorded("homely", &Location::Dir(d.clone())).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, KernelspecError::RecordedGone { .. }),
+            "{text}"
+        );
+        assert!(text.contains(&*d.to_string_lossy()), "{text}");
+        assert!(text.contains("no kernelspec named \"homely\""), "{text}");
     }
 }

@@ -229,28 +229,23 @@ impl Session {
     }
 }
 
-/// A random RFC 4122 version 4 UUID in its hyphenated form.
+/// A random RFC 4122 version 4 UUID in its hyphenated form (message and
+/// session ids). The random bytes come from the system's source, never from a
+/// fallback: [`random_key`] has already checked that source at start-up.
 pub fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        // No entropy source: fall back to time and pid, still unique per process.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
+}
+
+/// A fresh HMAC key: 32 bytes from the system's random source, hex-encoded.
+/// Fails, rather than falling back to anything predictable, when that source does.
+pub fn random_key() -> Result<String, getrandom::Error> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b)?;
+    Ok(hex::encode(b))
 }
 
 /// A MIME bundle: MIME type to data.
@@ -286,6 +281,14 @@ mod tests {
             serde_json::from_str(r#"{"msg_id":"a","msg_type":"kernel_info_request"}"#).unwrap();
         assert_eq!(h.version, "5.0");
         assert_eq!(h.session, "");
+    }
+
+    #[test]
+    fn random_keys_are_32_bytes_of_hex_and_differ() {
+        let a = random_key().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, random_key().unwrap());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! What the kernel *does* is a [`Handler`]'s business.
 
 mod handler;
+pub mod parent;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 use handler::ServerIo;
 pub use handler::{ExecuteOutcome, Handler, InputError, Publisher, Reply, Request};
+pub use parent::ParentWatch;
 
 use crate::protocol::content::{ExecuteRequest, Shutdown, reply_type};
 use crate::protocol::{Channel, ConnectionInfo, Message, Session, to_raw};
