@@ -64,15 +64,42 @@ pub struct ClientSender {
     shell: Outbox,
     control: Outbox,
     stdin: Outbox,
-    /// Unix time in ms of the last answered heartbeat (0: never, or not monitored).
-    last_beat: Arc<AtomicU64>,
+    /// When the heartbeat last answered.
+    last_beat: Arc<BeatClock>,
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// When a heartbeat last answered, on the monotonic clock (as uptimes are
+/// measured): a wall clock that jumps must not age it.
+#[derive(Debug)]
+struct BeatClock {
+    origin: std::time::Instant,
+    /// Microseconds from `origin` to the last answer, plus one (0: never).
+    last: AtomicU64,
+}
+
+impl BeatClock {
+    fn new() -> BeatClock {
+        BeatClock {
+            origin: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn answered(&self) {
+        let micros = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        self.last.store(micros + 1, Ordering::Relaxed);
+    }
+
+    fn age(&self) -> Option<Duration> {
+        match self.last.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(
+                self.origin
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(t - 1)),
+            ),
+        }
+    }
 }
 
 impl ClientSender {
@@ -83,10 +110,7 @@ impl ClientSender {
 
     /// Time since the heartbeat last answered (None when never, or not monitored).
     pub fn heartbeat_age(&self) -> Option<Duration> {
-        match self.last_beat.load(Ordering::Relaxed) {
-            0 => None,
-            t => Some(Duration::from_millis(unix_ms().saturating_sub(t))),
-        }
+        self.last_beat.age()
     }
 
     /// Build and send a message; returns its header.
@@ -190,7 +214,7 @@ pub async fn connect(
     let (stdin, stdin_in) = open(Kind::Dealer, Channel::Stdin, &dealer)?;
     let (iopub_out, iopub_in) = open(Kind::Sub, Channel::Iopub, &Options::default())?;
     let (hb_tx, hb_rx) = mpsc::channel(4);
-    let last_beat = Arc::new(AtomicU64::new(0));
+    let last_beat = Arc::new(BeatClock::new());
     if let Some(policy) = heartbeat {
         let (hb_out, hb_in) = open(Kind::Dealer, Channel::Heartbeat, &Options::default())?;
         transport::spawn(monitor_heartbeat(
@@ -284,7 +308,7 @@ async fn monitor_heartbeat(
     mut inbox: Inbox,
     events: mpsc::Sender<Event>,
     policy: HeartbeatPolicy,
-    last_beat: Arc<AtomicU64>,
+    last_beat: Arc<BeatClock>,
 ) {
     let mut missed = 0u32;
     let mut lost = false;
@@ -313,7 +337,7 @@ async fn monitor_heartbeat(
             }
         }
         if answered {
-            last_beat.store(unix_ms(), Ordering::Relaxed);
+            last_beat.answered();
             missed = 0;
             if lost {
                 lost = false;

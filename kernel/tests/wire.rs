@@ -343,7 +343,11 @@ fn bad_input_non_utf8_in_header() {
         METADATA,
         b"{}",
     ]);
-    assert_json_error(decode_err(&codec(), f), "header", "");
+    assert_json_error(
+        decode_err(&codec(), f),
+        "header",
+        "invalid unicode code point",
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! MIME-bundle builders shared by the magics: text tables with an HTML twin,
-//! pager payloads, HTML escaping.
+//! MIME-bundle builders shared by the magics: text tables with an HTML twin
+//! (aligned by Unicode display width), pager payloads, HTML escaping, durations.
 
 use pxkernel_kernel::protocol::MimeBundle;
 use serde_json::{Value, json};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// Escape text for HTML element content and attribute values.
 pub fn escape_html(s: &str) -> String {
@@ -25,35 +26,33 @@ pub fn page_payload(text: &str) -> Value {
     json!({"source": "page", "data": {"text/plain": text}, "start": 0})
 }
 
-/// The columns `s` takes in a terminal-style monospace font: East Asian wide
-/// and fullwidth characters (and emoji) take two, combining marks and zero-width
-/// characters none, everything else one. The ranges are the wide blocks of
-/// Unicode's EastAsianWidth.txt, enough to keep CJK tables aligned.
+/// The columns `s` takes in a terminal-style monospace font, by Unicode's width
+/// rules (UAX #11 and the emoji sequences of UTS #51) as the `unicode-width`
+/// crate keeps them: East Asian wide and fullwidth characters and emoji take
+/// two, combining marks and zero-width characters none, a ZWJ emoji sequence
+/// two in all, everything else one.
 pub fn display_width(s: &str) -> usize {
-    s.chars().map(char_width).sum()
+    UnicodeWidthStr::width(s)
 }
 
-fn char_width(c: char) -> usize {
-    match u32::from(c) {
-        0x0300..=0x036F | 0x200B..=0x200F | 0x20D0..=0x20FF | 0xFE00..=0xFE0F | 0xFE20..=0xFE2F => {
-            0
-        }
-        0x1100..=0x115F
-        | 0x2E80..=0x303E
-        | 0x3041..=0x33FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xA000..=0xA4CF
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6
-        | 0x1F300..=0x1F64F
-        | 0x1F900..=0x1F9FF
-        | 0x20000..=0x3FFFD => 2,
-        _ => 1,
-    }
+/// Where a caret goes under the `index`-th character of `text` (0-based, clamped
+/// to its end): the line that holds that character, and the blanks that reach its
+/// column — a tab for a tab, as many spaces as each other character is wide.
+pub fn caret_under(text: &str, index: usize) -> (&str, String) {
+    let at = text
+        .char_indices()
+        .nth(index)
+        .map_or(text.len(), |(i, _)| i);
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let blanks = text[start..at]
+        .chars()
+        .map(|c| match c {
+            '\t' => "\t".to_owned(),
+            c => " ".repeat(UnicodeWidthChar::width(c).unwrap_or(0)),
+        })
+        .collect();
+    (text[start..end].trim_end_matches('\r'), blanks)
 }
 
 /// A two-column table (name, description) as text/plain and text/html.
@@ -310,24 +309,114 @@ mod tests {
     }
 
     #[test]
-    fn wide_characters_take_two_columns() {
+    fn widths_follow_unicode() {
         let cases = [
             ("ascii", "abc", 3),
             ("accented, precomposed", "café", 4),
             ("combining accent", "cafe\u{301}", 4),
+            ("stacked combining marks", "a\u{301}\u{323}", 1),
             ("CJK", "東京", 4),
             ("Hangul", "서울", 4),
+            ("Hangul jamo, composing", "\u{1100}\u{1161}", 2),
             ("fullwidth", "ＡＢ", 4),
-            ("emoji", "🙂", 2),
-            ("mixed", "a東b", 4),
+            ("emoji in the old table", "🙂", 2),
+            ("rocket", "🚀", 2),
+            ("lightning, a wide symbol", "⚡", 2),
+            ("white heavy check mark", "✅", 2),
+            ("check mark, narrow", "✓", 1),
+            ("ballot x, narrow", "✗", 1),
+            ("heart with emoji presentation", "❤\u{fe0f}", 2),
+            ("skin tone modifier sequence", "👍\u{1f3fd}", 2),
+            ("ZWJ sequence", "👩\u{200d}💻", 2),
+            ("family ZWJ sequence", "👨\u{200d}👩\u{200d}👧", 2),
+            ("flag", "🇳🇴", 2),
+            ("zero-width space", "a\u{200b}b", 2),
+            ("soft hyphen", "a\u{ad}b", 2),
+            ("mixed", "a東b🚀", 6),
         ];
         for (name, s, want) in cases {
             assert_eq!(display_width(s), want, "{name}");
         }
+    }
+
+    #[test]
+    fn tables_with_wide_cells_line_up() {
         let mut t = Table::new(&[("city", Align::Left), ("n", Align::Right)]);
         t.rows.push(vec!["東京".into(), "1".into()]);
         t.rows.push(vec!["Oslo".into(), "22".into()]);
         assert_eq!(t.to_text(), "city   n\n----  --\n東京   1\nOslo  22\n");
+
+        let mut t = Table::new(&[("status", Align::Left), ("task", Align::Left)]);
+        t.rows.push(vec!["🚀".into(), "launch".into()]);
+        t.rows.push(vec!["✓".into(), "done".into()]);
+        t.rows.push(vec!["👩\u{200d}💻".into(), "code".into()]);
+        assert_eq!(
+            t.to_text(),
+            "status  task\n------  ------\n🚀      launch\n✓       done\n👩\u{200d}💻      code\n"
+        );
+
+        let b = definition_table(
+            "T",
+            &[("🚀".into(), "a".into()), ("ab✓".into(), "b".into())],
+            "",
+        );
+        assert_eq!(b["text/plain"], "T\n  🚀   a\n  ab✓  b\n");
+    }
+
+    #[test]
+    fn carets_stand_under_their_character() {
+        let cases: &[(&str, &str, usize, &str, &str)] = &[
+            (
+                "ascii",
+                "select 1 +* 2",
+                11,
+                "select 1 +* 2",
+                &" ".repeat(11),
+            ),
+            ("first character", "oops", 0, "oops", ""),
+            (
+                "wide text before",
+                "select '東京', 1 +* 2",
+                15,
+                "select '東京', 1 +* 2",
+                &" ".repeat(17),
+            ),
+            (
+                "emoji before",
+                "select '🚀' +* 2",
+                11,
+                "select '🚀' +* 2",
+                &" ".repeat(12),
+            ),
+            (
+                "combining mark before",
+                "select 'e\u{301}' +* 2",
+                12,
+                "select 'e\u{301}' +* 2",
+                &" ".repeat(11),
+            ),
+            (
+                "a tab stays a tab",
+                "select\t1 +* 2",
+                9,
+                "select\t1 +* 2",
+                "      \t  ",
+            ),
+            ("second line", "select 1,\n  2 +* 3", 14, "  2 +* 3", "    "),
+            (
+                "crlf lines",
+                "select 1,\r\n  2 +* 3",
+                15,
+                "  2 +* 3",
+                "    ",
+            ),
+            ("past the end", "select", 99, "select", "      "),
+        ];
+        for (label, text, index, line, blanks) in cases {
+            let (got_line, got_blanks) = caret_under(text, *index);
+            assert_eq!(got_line, *line, "case {label}: line");
+            assert_eq!(got_blanks, *blanks, "case {label}: blanks");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pxkernel_kernel::client::{ClientReceiver, ClientSender, Event};
 use pxkernel_kernel::kernelspec::{InterruptMode, RunningKernel};
@@ -51,7 +51,6 @@ pub struct Link {
     dead: watch::Sender<Option<String>>,
     detached: tokio::sync::Notify,
     busy: Cell<bool>,
-    started: Instant,
 }
 
 impl Link {
@@ -75,7 +74,6 @@ impl Link {
             dead: watch::Sender::new(None),
             detached: tokio::sync::Notify::new(),
             busy: Cell::new(false),
-            started: Instant::now(),
         });
         let l = link.clone();
         tokio::task::spawn_local(async move { l.pump(receiver, heartbeat_loss, unrouted).await });
@@ -113,11 +111,6 @@ impl Link {
     /// Time since the heartbeat last answered (None when it never has).
     pub fn heartbeat_age(&self) -> Option<Duration> {
         self.sender.heartbeat_age()
-    }
-
-    /// Time since the link was made.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Send a request and route everything it causes to `listener` until the

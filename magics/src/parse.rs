@@ -106,7 +106,7 @@ pub enum ParseError {
         suggestion: Option<String>,
     },
     /// An option that needs a value got none.
-    #[error("%{magic}: option --{option} needs a value ({metavar})")]
+    #[error("%{magic}: option {} needs a value ({metavar})", flag(option))]
     MissingValue {
         /// The magic.
         magic: String,
@@ -116,7 +116,7 @@ pub enum ParseError {
         metavar: String,
     },
     /// A flag was given a value.
-    #[error("%{magic}: option --{option} takes no value")]
+    #[error("%{magic}: option {} takes no value", flag(option))]
     UnexpectedValue {
         /// The magic.
         magic: String,
@@ -124,7 +124,7 @@ pub enum ParseError {
         option: String,
     },
     /// A value that the option cannot use.
-    #[error("%{magic}: bad value {value:?} for --{option}: {reason}")]
+    #[error("%{magic}: bad value {value:?} for {}: {reason}", flag(option))]
     BadValue {
         /// The magic.
         magic: String,
@@ -155,8 +155,18 @@ pub enum ParseError {
 
 fn did_you_mean(s: &Option<String>) -> String {
     s.as_ref()
-        .map(|s| format!(" (did you mean --{s}?)"))
+        .map(|s| format!(" (did you mean {}?)", flag(s)))
         .unwrap_or_default()
+}
+
+/// An option as users write it, from its long name: `-n` for a one-letter name
+/// (as `%engines start -n 4`), `--targets` otherwise.
+pub fn flag(long: &str) -> String {
+    if long.chars().count() == 1 {
+        format!("-{long}")
+    } else {
+        format!("--{long}")
+    }
 }
 
 /// Split arguments like a POSIX shell: whitespace separates, single quotes are
@@ -246,6 +256,11 @@ pub struct OptSpec {
 }
 
 impl OptSpec {
+    /// How users write it: `-n` or `--targets`.
+    pub fn flag(&self) -> String {
+        flag(self.long)
+    }
+
     /// An option, for `const` tables of specs.
     pub const fn new(
         long: &'static str,
@@ -588,6 +603,18 @@ mod tests {
             takes: Takes::Value("SECONDS"),
             help: "",
         },
+        OptSpec {
+            long: "n",
+            short: Some('n'),
+            takes: Takes::Value("N"),
+            help: "",
+        },
+        OptSpec {
+            long: "v",
+            short: None,
+            takes: Takes::Nothing,
+            help: "",
+        },
     ];
 
     fn parse(args: &str) -> Result<Parsed, ParseError> {
@@ -640,9 +667,50 @@ mod tests {
                 "--block=yes",
                 "%px: option --block takes no value",
             ),
+            (
+                "one-letter option without its value",
+                "-n",
+                "%px: option -n needs a value (N)",
+            ),
+            (
+                "one-letter option spelt long, without its value",
+                "--n",
+                "%px: option -n needs a value (N)",
+            ),
+            (
+                "one-letter flag with a value",
+                "--v=1",
+                "%px: option -v takes no value",
+            ),
+            (
+                "suggestion of a one-letter option",
+                "--nn 3",
+                "%px: unknown option --nn (did you mean -n?)",
+            ),
         ];
         for (label, args, want) in cases {
             assert_eq!(parse(args).unwrap_err().to_string(), *want, "case {label}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_option_as_users_write_it() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "long option",
+                "targets",
+                "%px: bad value \"x\" for --targets: why",
+            ),
+            ("one-letter option", "n", "%px: bad value \"x\" for -n: why"),
+        ];
+        for (label, option, want) in cases {
+            let e = ParseError::BadValue {
+                magic: "px".to_owned(),
+                option: (*option).to_owned(),
+                value: "x".to_owned(),
+                reason: "why".to_owned(),
+            };
+            assert_eq!(e.to_string(), *want, "case {label}");
         }
     }
 

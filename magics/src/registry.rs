@@ -1,6 +1,8 @@
 //! The magics pxkernel owns: their names, kinds, option specs and help, plus the
 //! completion of magic names and options. A magic not listed here is passed to
-//! the home kernel unchanged.
+//! the home kernel unchanged. Each declaration names the [`Magic`] that runs it,
+//! and the session dispatches on that with no fallback, so a magic declared here
+//! without an implementation does not compile.
 
 use crate::parse::{OptSpec, Takes};
 
@@ -15,11 +17,32 @@ pub enum Form {
     Both,
 }
 
+/// Which implementation runs a magic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Magic {
+    /// `%lsmagic`.
+    Lsmagic,
+    /// `%px` / `%%px`.
+    Px,
+    /// `%autopx`.
+    Autopx,
+    /// `%pxresult`.
+    Pxresult,
+    /// `%pxconfig`.
+    Pxconfig,
+    /// `%engines`.
+    Engines,
+    /// `%sql` / `%%sql`.
+    Sql,
+}
+
 /// The declaration of one magic.
 #[derive(Clone, Copy, Debug)]
 pub struct MagicSpec {
     /// The name without `%`.
     pub name: &'static str,
+    /// What runs it.
+    pub magic: Magic,
     /// Line, cell or both.
     pub form: Form,
     /// One line, for `%lsmagic`.
@@ -42,8 +65,10 @@ impl MagicSpec {
             out.push_str("\nOptions:\n");
             for o in self.options {
                 let mut flag = match o.short {
-                    Some(c) => format!("  -{c}, --{}", o.long),
-                    None => format!("      --{}", o.long),
+                    // A one-letter option is its short form: `-n N`, not `-n, --n N`.
+                    Some(c) if o.flag() == format!("-{c}") => format!("  -{c}"),
+                    Some(c) => format!("  -{c}, {}", o.flag()),
+                    None => format!("      {}", o.flag()),
                 };
                 if let Takes::Value(m) = o.takes {
                     flag.push(' ');
@@ -60,18 +85,30 @@ impl MagicSpec {
         out
     }
 
-    fn line(&self) -> bool {
+    /// Whether it may be written `%name`.
+    pub fn line(&self) -> bool {
         matches!(self.form, Form::Line | Form::Both)
     }
 
-    fn cell(&self) -> bool {
+    /// Whether it may be written `%%name`.
+    pub fn cell(&self) -> bool {
         matches!(self.form, Form::Cell | Form::Both)
+    }
+
+    /// How `%lsmagic` lists it: `%name`, `%%name`, or `%name, %%name`.
+    pub fn forms(&self) -> String {
+        match self.form {
+            Form::Line => format!("%{}", self.name),
+            Form::Cell => format!("%%{}", self.name),
+            Form::Both => format!("%{0}, %%{0}", self.name),
+        }
     }
 }
 
 /// `%lsmagic`.
 pub const LSMAGIC: MagicSpec = MagicSpec {
     name: "lsmagic",
+    magic: Magic::Lsmagic,
     form: Form::Line,
     summary: "List the magics pxkernel runs itself; every other magic goes to the home kernel.",
     usage: "%lsmagic",
@@ -84,6 +121,7 @@ to the home kernel unchanged. Add ? to a magic for its help, e.g. %lsmagic?",
 /// `%px` / `%%px`.
 pub const PX: MagicSpec = MagicSpec {
     name: "px",
+    magic: Magic::Px,
     form: Form::Both,
     summary: "Run code on the engines in parallel and show their output as it arrives.",
     usage: "%px [options] CODE\n%%px [options]\nCELL",
@@ -98,6 +136,7 @@ target engine. Defaults come from %pxconfig.",
 /// `%autopx`.
 pub const AUTOPX: MagicSpec = MagicSpec {
     name: "autopx",
+    magic: Magic::Autopx,
     form: Form::Line,
     summary: "Toggle running every plain cell on the engines, as if it began with %%px.",
     usage: "%autopx",
@@ -109,6 +148,7 @@ pub const AUTOPX: MagicSpec = MagicSpec {
 /// `%pxresult`.
 pub const PXRESULT: MagicSpec = MagicSpec {
     name: "pxresult",
+    magic: Magic::Pxresult,
     form: Form::Line,
     summary: "Show the result of the last %px --noblock, waiting for it if needed.",
     usage: "%pxresult",
@@ -120,6 +160,7 @@ pub const PXRESULT: MagicSpec = MagicSpec {
 /// `%pxconfig`.
 pub const PXCONFIG: MagicSpec = MagicSpec {
     name: "pxconfig",
+    magic: Magic::Pxconfig,
     form: Form::Line,
     summary: "Set the default options of %px (with no options: show them).",
     usage: "%pxconfig [options]\n%pxconfig --reset",
@@ -153,6 +194,7 @@ pub const ENGINES_START: &[OptSpec] = &[
 /// `%engines`.
 pub const ENGINES: MagicSpec = MagicSpec {
     name: "engines",
+    magic: Magic::Engines,
     form: Form::Line,
     summary: "Start, list, stop, restart or attach the engines %px runs on.",
     usage: "%engines [list]\n%engines start -n N [--kernel KERNELSPEC] [--timeout SECONDS]\n\
@@ -167,6 +209,7 @@ blocks a cell. TARGETS: all, 3, 0,2,5, 1:4, ::2, -1.",
 /// `%sql` / `%%sql`.
 pub const SQL: MagicSpec = MagicSpec {
     name: "sql",
+    magic: Magic::Sql,
     form: Form::Both,
     summary: "Query SQLite or PostgreSQL: tables in the notebook, DataFrames in the home kernel.",
     usage: "%sql URL [--alias NAME]\n%sql [options] QUERY\n%%sql [options]\nSTATEMENTS\n\
@@ -304,7 +347,7 @@ pub fn complete(code: &str, cursor_pos: usize) -> Option<Completion> {
         .options
         .iter()
         .filter(|o| o.long.starts_with(stem))
-        .map(|o| format!("--{}", o.long))
+        .map(|o| o.flag())
         .collect();
     Some(Completion {
         kind: CompletionKind::Option,
@@ -430,9 +473,71 @@ mod tests {
     }
 
     #[test]
-    fn help_lists_usage_summary_and_options() {
-        let h = LSMAGIC.help();
-        assert!(h.starts_with("%lsmagic\n"));
-        assert!(h.contains("home kernel"));
+    fn every_declared_magic_is_found_owned_helped_and_completed() {
+        for (i, m) in MAGICS.iter().enumerate() {
+            let name = m.name;
+            assert!(
+                find(name).is_some_and(|f| f.magic == m.magic && f.summary == m.summary),
+                "%{name}: find"
+            );
+            assert!(
+                MAGICS[..i]
+                    .iter()
+                    .all(|o| o.name != name && o.magic != m.magic),
+                "%{name}: declared twice, or run by another magic's implementation"
+            );
+            assert_eq!(owns(name, false), m.line(), "%{name}: line form");
+            assert_eq!(owns(name, true), m.cell(), "%{name}: cell form");
+            assert!(!m.summary.is_empty(), "%{name}: summary");
+
+            let help = m.help();
+            assert!(help.starts_with(m.usage.trim_end()), "%{name}: usage first");
+            assert!(help.contains(m.summary), "%{name}: summary in help");
+            let options = help.split_once("\nOptions:\n").map_or("", |(_, o)| o);
+            for o in m.options {
+                assert!(!o.help.is_empty(), "%{name} {}: option help", o.flag());
+                let line = options
+                    .lines()
+                    .find(|l| l.contains(&o.flag()))
+                    .unwrap_or_else(|| panic!("%{name}: {} not in help", o.flag()));
+                assert!(line.contains(o.help), "%{name}: {line}");
+            }
+            for sub in m.subcommands {
+                assert!(
+                    m.usage.contains(sub),
+                    "%{name}: subcommand {sub} not in usage"
+                );
+            }
+
+            let typed = format!("%{name}");
+            let offered = complete(&typed, typed.chars().count()).expect("completes");
+            assert_eq!(
+                offered.matches.contains(&typed),
+                m.line(),
+                "%{name}: completion"
+            );
+            let typed = format!("%%{name}");
+            let offered = complete(&typed, typed.chars().count()).expect("completes");
+            assert_eq!(
+                offered.matches.contains(&typed),
+                m.cell(),
+                "%%{name}: completion"
+            );
+            assert!(
+                magic_at(&format!("%{name} "), 1).is_some_and(|f| f.name == name),
+                "%{name}: inspect"
+            );
+        }
+    }
+
+    #[test]
+    fn one_letter_options_read_as_users_write_them() {
+        let help = ENGINES.help();
+        assert!(help.contains("\n  -n N "), "{help}");
+        assert!(!help.contains("--n "), "{help}");
+        assert!(help.contains("\n      --kernel KERNELSPEC "), "{help}");
+        let code = "%engines start -";
+        let c = complete(code, code.chars().count()).unwrap();
+        assert_eq!(c.matches, ["-n", "--kernel", "--timeout"]);
     }
 }

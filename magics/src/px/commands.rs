@@ -13,7 +13,7 @@ use serde_json::json;
 use super::engines::{EngineError, Engines, id_ranges};
 use super::options::{self, PxOptions};
 use super::run::{self, Pending, RunControl, RunResult};
-use super::targets;
+use super::targets::{self, ResolveError};
 use crate::display::{Align, Cell as TableCell, Table, human_duration};
 use crate::parse::{ParseError, parse_leading, parse_options, split_args};
 use crate::registry::ENGINES_START;
@@ -90,14 +90,25 @@ impl Px {
                 "no code to run (%px CODE, or %%px with the code below)",
             ));
         }
-        let targets = targets::resolve(&opts.targets, &self.engines.ids()).map_err(|reason| {
-            MagicError::Usage(ParseError::BadValue {
-                magic: magic.to_owned(),
-                option: "targets".to_owned(),
-                value: opts.targets.to_string(),
-                reason,
-            })
-        })?;
+        let targets =
+            targets::resolve(&opts.targets, &self.engines.ids()).map_err(|e| match e {
+                ResolveError::NoEngines => usage(magic, e.to_string()),
+                // Blame --targets only when it was written here.
+                ResolveError::NoMatch(reason) if parsed.has("targets") => {
+                    MagicError::Usage(ParseError::BadValue {
+                        magic: magic.to_owned(),
+                        option: "targets".to_owned(),
+                        value: opts.targets.to_string(),
+                        reason,
+                    })
+                }
+                ResolveError::NoMatch(reason) => usage(
+                    magic,
+                    format!(
+                        "{reason}; the targets were set with %pxconfig (%pxconfig --reset for all)"
+                    ),
+                ),
+            })?;
         Ok(Plan {
             code,
             opts,
@@ -338,41 +349,12 @@ impl Px {
         } else {
             targets::parse(&text).map_err(|r| usage(magic, r))?
         };
-        targets::resolve(&t, &self.engines.ids()).map_err(|r| usage(magic, r))
+        targets::resolve(&t, &self.engines.ids()).map_err(|e| usage(magic, e.to_string()))
     }
 
     async fn start(&self, req: &Request, rest: &[String]) -> Result<ExecuteOutcome, MagicError> {
-        let parsed = parse_options("engines start", ENGINES_START, rest)?;
-        no_more("engines start", &parsed.positional)?;
-        let bad = |option: &str, value: &str, reason: &str| {
-            MagicError::Usage(ParseError::BadValue {
-                magic: "engines start".to_owned(),
-                option: option.to_owned(),
-                value: value.to_owned(),
-                reason: reason.to_owned(),
-            })
-        };
-        let n: u32 = match parsed.value("n") {
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| bad("n", v, "a number of engines from 1 to 1024"))?,
-            None => return Err(usage("engines start", "say how many engines: -n N")),
-        };
-        let timeout = match parsed.value("timeout") {
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| bad("timeout", v, "a number of seconds above 0"))?,
-            None => START_TIMEOUT,
-        };
-        let kernel = parsed
-            .value("kernel")
-            .map(str::to_owned)
-            .unwrap_or_else(|| self.default_kernel.clone());
+        let StartArgs { n, timeout, kernel } = start_args(rest)?;
+        let kernel = kernel.unwrap_or_else(|| self.default_kernel.clone());
         let began = Instant::now();
         match self.engines.start(n, &kernel, timeout).await {
             Ok(ids) => {
@@ -433,7 +415,7 @@ impl Px {
                 e.link.heartbeat_age().map_or(TableCell::Missing, |a| {
                     format!("{} ago", human_duration(a)).into()
                 }),
-                human_duration(e.link.uptime()).into(),
+                human_duration(e.uptime()).into(),
             ]);
         }
         t.footer = Some(match engines.len() {
@@ -453,6 +435,52 @@ impl Px {
     }
 }
 
+/// What `%engines start` was asked for.
+#[derive(Debug, PartialEq)]
+struct StartArgs {
+    /// How many engines.
+    n: u32,
+    /// How long each may take to answer.
+    timeout: Duration,
+    /// `--kernel`, when given.
+    kernel: Option<String>,
+}
+
+fn start_args(rest: &[String]) -> Result<StartArgs, MagicError> {
+    let parsed = parse_options("engines start", ENGINES_START, rest)?;
+    no_more("engines start", &parsed.positional)?;
+    let bad = |option: &str, value: &str, reason: &str| {
+        MagicError::Usage(ParseError::BadValue {
+            magic: "engines start".to_owned(),
+            option: option.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    let n: u32 = match parsed.value("n") {
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .ok_or_else(|| bad("n", v, "a number of engines from 1 to 1024"))?,
+        None => return Err(usage("engines start", "say how many engines: -n N")),
+    };
+    let timeout = match parsed.value("timeout") {
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| bad("timeout", v, "a number of seconds above 0"))?,
+        None => START_TIMEOUT,
+    };
+    Ok(StartArgs {
+        n,
+        timeout,
+        kernel: parsed.value("kernel").map(str::to_owned),
+    })
+}
+
 fn no_more(magic: &str, rest: &[String]) -> Result<(), MagicError> {
     match rest.first() {
         Some(arg) => Err(MagicError::Usage(ParseError::UnexpectedArgument {
@@ -469,5 +497,110 @@ fn fail(req: &Request, ename: &str, evalue: &str, traceback: Vec<String>) -> Exe
         ename: ename.to_owned(),
         evalue: evalue.to_owned(),
         traceback,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn px_with_no_engines_says_how_to_start_them() {
+        let px = Px::new("python3");
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("line", "print(1)", None),
+            ("cell", "", Some("print(1)")),
+            ("cell with options", "--noblock", Some("print(1)")),
+            ("explicit targets", "--targets 0 print(1)", None),
+        ];
+        for (label, args, body) in cases {
+            let e = match px.plan("px", args, *body) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("case {label}: planned with no engines"),
+            };
+            assert_eq!(
+                e, "%px: no engines: start some with %engines start -n N",
+                "case {label}"
+            );
+        }
+    }
+
+    #[test]
+    fn engines_start_arguments() {
+        let cases: &[(&str, &str, u32, Duration, Option<&str>)] = &[
+            ("count", "-n 4", 4, START_TIMEOUT, None),
+            ("count joined", "-n4", 4, START_TIMEOUT, None),
+            (
+                "every option",
+                "-n 2 --kernel bash --timeout 1.5",
+                2,
+                Duration::from_millis(1500),
+                Some("bash"),
+            ),
+            ("most engines", "-n 1024", 1024, START_TIMEOUT, None),
+        ];
+        for (label, args, n, timeout, kernel) in cases {
+            let got = start_args(&words(args)).unwrap_or_else(|e| panic!("case {label}: {e}"));
+            let want = StartArgs {
+                n: *n,
+                timeout: *timeout,
+                kernel: kernel.map(str::to_owned),
+            };
+            assert_eq!(got, want, "case {label}");
+        }
+    }
+
+    #[test]
+    fn engines_start_errors_name_the_option_as_written() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "no engines asked for",
+                "-n 0",
+                "%engines start: bad value \"0\" for -n: a number of engines from 1 to 1024",
+            ),
+            (
+                "too many",
+                "-n 1025",
+                "%engines start: bad value \"1025\" for -n: a number of engines from 1 to 1024",
+            ),
+            (
+                "not a number",
+                "-n four",
+                "%engines start: bad value \"four\" for -n: a number of engines from 1 to 1024",
+            ),
+            (
+                "no value",
+                "-n",
+                "%engines start: option -n needs a value (N)",
+            ),
+            (
+                "no count",
+                "--kernel bash",
+                "%engines start: say how many engines: -n N",
+            ),
+            (
+                "zero timeout",
+                "-n 2 --timeout 0",
+                "%engines start: bad value \"0\" for --timeout: a number of seconds above 0",
+            ),
+            (
+                "more seconds than a duration holds",
+                "-n 2 --timeout 1e300",
+                "%engines start: bad value \"1e300\" for --timeout: a number of seconds above 0",
+            ),
+            (
+                "extra word",
+                "-n 2 now",
+                "%engines start: unexpected argument \"now\"",
+            ),
+        ];
+        for (label, args, want) in cases {
+            let e = start_args(&words(args)).unwrap_err().to_string();
+            assert_eq!(e, *want, "case {label}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pxkernel_kernel::client::{self, HeartbeatPolicy};
 use pxkernel_kernel::kernelspec::{self, InterruptMode, KernelSpec, LaunchOptions};
@@ -57,6 +57,9 @@ pub struct Engine {
     spec: Option<KernelSpec>,
     /// The connection file, when it was attached.
     pub attached_from: Option<PathBuf>,
+    /// When pxkernel began to launch it (or to attach it): before its heartbeat
+    /// was first asked, so no heartbeat is ever older than the uptime.
+    launched: Instant,
 }
 
 impl Engine {
@@ -72,6 +75,11 @@ impl Engine {
     /// Its process id, when we started it.
     pub fn pid(&self) -> Option<u32> {
         self.link.process().map(|p| p.pid())
+    }
+
+    /// Time since pxkernel began to launch it (or to attach it).
+    pub fn uptime(&self) -> Duration {
+        self.launched.elapsed()
     }
 }
 
@@ -192,6 +200,7 @@ impl Engines {
     ) -> Result<Vec<u32>, EngineError> {
         let spec = kernelspec::find(spec_name).map_err(|e| EngineError::Spec(e.to_string()))?;
         let first = self.next_id.get();
+        let launched = Instant::now();
         let mut set = JoinSet::new();
         for i in 0..n {
             let spec = spec.clone();
@@ -223,6 +232,7 @@ impl Engines {
                         link,
                         spec: Some(spec.clone()),
                         attached_from: None,
+                        launched,
                     }));
                 }
                 Err(e) => failures.push(format!("engine {id} failed to start: {e}")),
@@ -260,6 +270,7 @@ impl Engines {
         for (i, file) in files.iter().enumerate() {
             let file = file.clone();
             set.spawn_local(async move {
+                let launched = Instant::now();
                 let result = async {
                     let info = ConnectionInfo::from_file(&file).map_err(|e| e.to_string())?;
                     let user = std::env::var("USER").unwrap_or_else(|_| "pxkernel".to_owned());
@@ -270,17 +281,17 @@ impl Engines {
                     Ok::<_, String>((info, sender, receiver, kinfo))
                 }
                 .await;
-                (i, file, result)
+                (i, file, launched, result)
             });
         }
         let mut results = Vec::new();
         while let Some(Ok(r)) = set.join_next().await {
             results.push(r);
         }
-        results.sort_by_key(|(i, _, _)| *i);
+        results.sort_by_key(|(i, _, _, _)| *i);
         let mut started = Vec::new();
         let mut failures = Vec::new();
-        for (_, file, result) in results {
+        for (_, file, launched, result) in results {
             match result {
                 Ok((info, sender, receiver, kinfo)) => {
                     let id = self.next_id.get();
@@ -307,6 +318,7 @@ impl Engines {
                         link,
                         spec: None,
                         attached_from: Some(canonical(&file)),
+                        launched,
                     }));
                 }
                 Err(e) => failures.push(format!("{}: {e}", file.display())),
@@ -360,13 +372,14 @@ impl Engines {
             set.spawn_local(async move {
                 e.link.shutdown(Duration::from_secs(1)).await;
                 let spec = e.spec.clone().expect("checked above");
+                let launched = Instant::now();
                 let result = kernelspec::start(&spec, &launch_options(&spec, e.id, timeout)).await;
-                (e, result)
+                (e, launched, result)
             });
         }
         let mut restarted = Vec::new();
         let mut failures = Vec::new();
-        while let Some(Ok((old, result))) = set.join_next().await {
+        while let Some(Ok((old, launched, result))) = set.join_next().await {
             match result {
                 Ok(k) => {
                     let link = engine_link(k, old.id);
@@ -377,6 +390,7 @@ impl Engines {
                         link,
                         spec: old.spec.clone(),
                         attached_from: None,
+                        launched,
                     }));
                 }
                 Err(e) => failures.push(format!("engine {} failed to restart: {e}", old.id)),
@@ -425,7 +439,109 @@ pub fn id_ranges(ids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::id_ranges;
+    use super::*;
+    use pxkernel_kernel::protocol::PROTOCOL_VERSION;
+    use pxkernel_kernel::protocol::content::{ExecuteRequest, KernelInfoReply, LanguageInfo};
+    use pxkernel_kernel::server::{ExecuteOutcome, Handler, Reply, Request, Server};
+
+    /// A kernel that only answers kernel_info (all the handshake needs).
+    struct KernelInfoOnly;
+
+    impl Handler for KernelInfoOnly {
+        fn kernel_info(&self) -> KernelInfoReply {
+            KernelInfoReply {
+                status: "ok".to_owned(),
+                protocol_version: PROTOCOL_VERSION.to_owned(),
+                implementation: "test".to_owned(),
+                implementation_version: "0".to_owned(),
+                language_info: LanguageInfo::default(),
+                banner: String::new(),
+                help_links: Vec::new(),
+                debugger: false,
+                supported_features: None,
+            }
+        }
+        async fn execute(&self, _: &Request, _: &ExecuteRequest) -> ExecuteOutcome {
+            ExecuteOutcome::ok()
+        }
+        async fn shell(&self, _: &Request) -> Option<Reply> {
+            None
+        }
+        async fn interrupt(&self) {}
+        async fn shutdown(&self, _: bool) {}
+    }
+
+    /// A kernel bound on free loopback ports; it serves nothing until run.
+    fn bind_kernel() -> (ConnectionInfo, Server) {
+        let mut last = String::new();
+        for _ in 0..20 {
+            let probes: Vec<std::net::TcpListener> = (0..5)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe"))
+                .collect();
+            let port = |i: usize| probes[i].local_addr().expect("probe address").port();
+            let info = ConnectionInfo {
+                transport: "tcp".to_owned(),
+                ip: "127.0.0.1".to_owned(),
+                shell_port: port(0),
+                iopub_port: port(1),
+                stdin_port: port(2),
+                control_port: port(3),
+                hb_port: port(4),
+                signature_scheme: "hmac-sha256".to_owned(),
+                key: "engine-test-key".to_owned(),
+                kernel_name: Some("slow-shell".to_owned()),
+            };
+            drop(probes);
+            match Server::bind(&info) {
+                Ok(server) => return (info, server),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        panic!("no free ports for a test kernel: {last}");
+    }
+
+    #[test]
+    fn no_heartbeat_is_older_than_its_engine() {
+        // As ipykernel does, this kernel answers its heartbeat (from its own thread)
+        // long before its shell: the heartbeat is answered while pxkernel still
+        // waits for kernel_info. The engine's uptime must cover that wait.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let checked = pxkernel_kernel::transport::block_on_local(&rt, async move {
+            let (info, server) = bind_kernel();
+            let file = dir.path().join("kernel-slow-shell.json");
+            std::fs::write(&file, serde_json::to_vec(&info).expect("json")).expect("write");
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_millis(1800)).await;
+                server.run(&KernelInfoOnly).await;
+            });
+            let engines = Engines::default();
+            let ids = engines
+                .connect(&[file], Duration::from_secs(20))
+                .await
+                .expect("attached");
+            let engine = engines.get(ids[0]).expect("registered");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let age = loop {
+                if let Some(age) = engine.link.heartbeat_age() {
+                    break age;
+                }
+                assert!(Instant::now() < deadline, "the heartbeat never answered");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let uptime = engine.uptime();
+            engines.stop(&ids).await;
+            (age, uptime)
+        });
+        let (age, uptime) = checked.expect("the test task ran");
+        assert!(
+            age <= uptime,
+            "heartbeat {age:?} ago, yet the engine is up for only {uptime:?}"
+        );
+    }
 
     #[test]
     fn ranges() {

@@ -157,16 +157,14 @@ fn seconds(
             "must be more than 0"
         }));
     }
-    Ok(Duration::from_secs_f64(v))
+    Duration::try_from_secs_f64(v).map_err(|_| bad("too many seconds"))
 }
 
 /// Apply parsed options on top of `base` (the `%pxconfig` defaults).
 pub fn apply(magic: &str, parsed: &Parsed, base: &PxOptions) -> Result<PxOptions, ParseError> {
     let mut o = base.clone();
-    let conflict = |a: &str, b: &str| ParseError::BadValue {
+    let conflict = |a: &str, b: &str| ParseError::Usage {
         magic: magic.to_owned(),
-        option: a.to_owned(),
-        value: String::new(),
         reason: format!("--{a} and --{b} contradict each other"),
     };
     if parsed.has("block") && parsed.has("noblock") {
@@ -361,37 +359,57 @@ mod tests {
             (
                 "bad targets",
                 "--targets x y",
-                "bad value \"x\" for --targets",
+                "%px: bad value \"x\" for --targets: \"x\" is not an engine id",
             ),
             (
                 "bad group",
                 "--group-outputs size x",
-                "choose order, engine or type",
+                "%px: bad value \"size\" for --group-outputs: choose order, engine or type",
             ),
-            ("negative timeout", "--timeout -1 x", "--timeout"),
-            ("zero timeout", "--timeout 0 x", "must be more than 0"),
+            (
+                "negative timeout",
+                "--timeout -1 x",
+                "%px: bad value \"-1\" for --timeout: must be more than 0",
+            ),
+            (
+                "zero timeout",
+                "--timeout 0 x",
+                "%px: bad value \"0\" for --timeout: must be more than 0",
+            ),
+            (
+                "more seconds than a duration holds",
+                "--timeout 1e300 x",
+                "%px: bad value \"1e300\" for --timeout: too many seconds",
+            ),
             (
                 "words for seconds",
                 "--progress-after soon x",
-                "not a number of seconds",
+                "%px: bad value \"soon\" for --progress-after: not a number of seconds",
             ),
             (
                 "block and noblock",
                 "--block --noblock x",
-                "--block and --noblock contradict",
+                "%px: --block and --noblock contradict each other",
             ),
             (
                 "stream and no-stream",
                 "--stream --no-stream x",
-                "contradict",
+                "%px: --stream and --no-stream contradict each other",
             ),
-            ("unknown", "--targest 1 x", "did you mean --targets?"),
-            ("missing value", "--timeout", "--timeout needs a value"),
+            (
+                "unknown",
+                "--targest 1 x",
+                "%px: unknown option --targest (did you mean --targets?)",
+            ),
+            (
+                "missing value",
+                "--timeout",
+                "%px: option --timeout needs a value (SECONDS)",
+            ),
         ];
         for (label, args, want) in cases {
             let e = parse(args).unwrap_err().to_string();
-            assert!(e.contains(want), "case {label}: {e}");
-            assert!(e.starts_with("%px: "), "case {label}: {e}");
+            assert_eq!(e, *want, "case {label}");
         }
     }
 

@@ -90,13 +90,20 @@ pub fn parse(text: &str) -> Result<Targets, String> {
     Ok(Targets::Ids(ids))
 }
 
+/// Why targets name no engine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// There are no engines at all: whatever the targets, the fix is to start some.
+    #[error("no engines: start some with %engines start -n N")]
+    NoEngines,
+    /// The targets miss every engine there is.
+    #[error("{0}")]
+    NoMatch(String),
+}
+
 fn describe(ids: &[u32]) -> String {
-    if ids.is_empty() {
-        "no engines are registered; start some with %engines start -n N".to_owned()
-    } else {
-        let s: Vec<String> = ids.iter().map(u32::to_string).collect();
-        format!("registered engines: {}", s.join(", "))
-    }
+    let s: Vec<String> = ids.iter().map(u32::to_string).collect();
+    format!("registered engines: {}", s.join(", "))
 }
 
 /// Python's slice indices over a sequence of `len`.
@@ -117,7 +124,11 @@ fn slice_indices(len: i64, start: Option<i64>, stop: Option<i64>, step: Option<i
 }
 
 /// The engine ids `targets` names, in order, without repeats.
-pub fn resolve(targets: &Targets, ids: &[u32]) -> Result<Vec<u32>, String> {
+pub fn resolve(targets: &Targets, ids: &[u32]) -> Result<Vec<u32>, ResolveError> {
+    if ids.is_empty() {
+        return Err(ResolveError::NoEngines);
+    }
+    let no_match = |reason: String| ResolveError::NoMatch(reason);
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     let picked: Vec<u32> = match targets {
@@ -128,14 +139,17 @@ pub fn resolve(targets: &Targets, ids: &[u32]) -> Result<Vec<u32>, String> {
                 let id = if t < 0 {
                     let idx = sorted.len() as i64 + t;
                     if idx < 0 {
-                        return Err(format!("no engine at index {t} ({})", describe(&sorted)));
+                        return Err(no_match(format!(
+                            "no engine at index {t} ({})",
+                            describe(&sorted)
+                        )));
                     }
                     sorted[idx as usize]
                 } else {
                     u32::try_from(t)
                         .ok()
                         .filter(|id| sorted.contains(id))
-                        .ok_or_else(|| format!("no engine {t} ({})", describe(&sorted)))?
+                        .ok_or_else(|| no_match(format!("no engine {t} ({})", describe(&sorted))))?
                 };
                 if !out.contains(&id) {
                     out.push(id);
@@ -151,10 +165,10 @@ pub fn resolve(targets: &Targets, ids: &[u32]) -> Result<Vec<u32>, String> {
         }
     };
     if picked.is_empty() {
-        return Err(format!(
+        return Err(no_match(format!(
             "targets {targets} select no engine ({})",
             describe(&sorted)
-        ));
+        )));
     }
     Ok(picked)
 }
@@ -268,14 +282,35 @@ mod tests {
     #[test]
     fn resolve_errors_name_the_engines() {
         let ids = [0, 1];
-        let e = resolve(&parse("7").unwrap(), &ids).unwrap_err();
-        assert_eq!(e, "no engine 7 (registered engines: 0, 1)");
-        let e = resolve(&parse("-3").unwrap(), &ids).unwrap_err();
-        assert!(e.starts_with("no engine at index -3"), "{e}");
-        let e = resolve(&parse("5:").unwrap(), &ids).unwrap_err();
-        assert!(e.contains("select no engine"), "{e}");
-        let e = resolve(&Targets::All, &[]).unwrap_err();
-        assert!(e.contains("%engines start"), "{e}");
+        let cases: &[(&str, &str, &str)] = &[
+            ("absent id", "7", "no engine 7 (registered engines: 0, 1)"),
+            (
+                "index before the first",
+                "-3",
+                "no engine at index -3 (registered engines: 0, 1)",
+            ),
+            (
+                "empty slice",
+                "5:",
+                "targets 5: select no engine (registered engines: 0, 1)",
+            ),
+        ];
+        for (label, text, want) in cases {
+            let e = resolve(&parse(text).unwrap(), &ids).unwrap_err();
+            assert_eq!(e, ResolveError::NoMatch((*want).to_owned()), "case {label}");
+        }
+    }
+
+    #[test]
+    fn no_engines_says_how_to_start_them_whatever_the_targets() {
+        for text in ["all", "0", "-1", "1:4"] {
+            let e = resolve(&parse(text).unwrap(), &[]).unwrap_err();
+            assert_eq!(e, ResolveError::NoEngines, "{text}");
+            assert_eq!(
+                e.to_string(),
+                "no engines: start some with %engines start -n N"
+            );
+        }
     }
 
     #[test]

@@ -165,22 +165,10 @@ fn db_failure(req: &Request, e: &DbError, sql: &str) -> ExecuteOutcome {
     let mut tb = vec![format!("{}: {}", ename(e), evalue)];
     tb.extend(e.detail.iter().cloned());
     if let Some(p) = e.position {
-        // Point at the character, in the statement's own line.
-        let chars: Vec<char> = sql.chars().collect();
-        let p = (p as usize).saturating_sub(1).min(chars.len());
-        let line_start = chars[..p]
-            .iter()
-            .rposition(|c| *c == '\n')
-            .map_or(0, |i| i + 1);
-        let line_end = chars[p..]
-            .iter()
-            .position(|c| *c == '\n')
-            .map_or(chars.len(), |i| p + i);
-        tb.push(format!(
-            "LINE: {}",
-            chars[line_start..line_end].iter().collect::<String>()
-        ));
-        tb.push(format!("      {}^", " ".repeat(p - line_start)));
+        // Point at the character, in the statement's own line, by display width.
+        let (line, blanks) = crate::display::caret_under(sql, (p as usize).saturating_sub(1));
+        tb.push(format!("LINE: {line}"));
+        tb.push(format!("      {blanks}^"));
     }
     req.error(ename(e), &evalue, &tb);
     ExecuteOutcome::Error {

@@ -24,12 +24,27 @@ pub struct Sqlite {
 }
 
 fn error(e: rusqlite::Error) -> DbError {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e
-        && f.code == rusqlite::ErrorCode::OperationInterrupted
-    {
-        return DbError::cancelled();
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            DbError::cancelled()
+        }
+        // SQLite says where the token it could not take starts (a byte offset).
+        rusqlite::Error::SqlInputError {
+            msg, sql, offset, ..
+        } => DbError {
+            position: char_position(&sql, offset),
+            ..DbError::query(msg)
+        },
+        e => DbError::query(e.to_string()),
     }
-    DbError::query(e.to_string())
+}
+
+/// A byte offset into `sql` as a 1-based character position; None outside it.
+fn char_position(sql: &str, offset: i32) -> Option<u32> {
+    let before = sql.get(..usize::try_from(offset).ok()?)?;
+    u32::try_from(before.chars().count() + 1).ok()
 }
 
 impl Sqlite {
@@ -224,7 +239,7 @@ fn count(c: &mut Connection, sql: &str, params: &[Param]) -> Result<Option<u64>,
     let mut n = 0u64;
     while rows.next().map_err(error)?.is_some() {
         n += 1;
-        if n % 4096 == 0 && started.elapsed() > COUNT_BUDGET {
+        if n.is_multiple_of(4096) && started.elapsed() > COUNT_BUDGET {
             return Ok(None);
         }
     }
@@ -270,8 +285,68 @@ mod tests {
                     Value::Timestamp(1_704_067_201_000_000),
                 ]]
             );
-            let e = run("selec 1", vec![], Want::All).await.unwrap_err();
-            assert!(e.message.contains("syntax error"), "{e}");
+        });
+    }
+
+    #[test]
+    fn errors_say_where_the_statement_went_wrong() {
+        rt().block_on(async {
+            let db = Sqlite::open(None).unwrap();
+            let cases: &[(&str, &str, &str, Option<u32>)] = &[
+                (
+                    "misspelt keyword",
+                    "selec 1",
+                    "near \"selec\": syntax error",
+                    Some(1),
+                ),
+                (
+                    "misspelt clause",
+                    "select 1 form x",
+                    "near \"x\": syntax error",
+                    Some(15),
+                ),
+                (
+                    "unknown column",
+                    "select 1, nope",
+                    "no such column: nope",
+                    Some(11),
+                ),
+                (
+                    "unknown function",
+                    "select 1, frob(2)",
+                    "no such function: frob",
+                    Some(11),
+                ),
+                (
+                    "after wide text",
+                    "select '東京', nope",
+                    "no such column: nope",
+                    Some(14),
+                ),
+                (
+                    "unknown table, which SQLite does not place",
+                    "select * from nowhere",
+                    "no such table: nowhere",
+                    None,
+                ),
+                (
+                    "no statement position",
+                    "select abs(-9223372036854775807 - 1)",
+                    "integer overflow",
+                    None,
+                ),
+            ];
+            for (label, sql, message, position) in cases {
+                let e = db
+                    .run((*sql).to_owned(), vec![], Want::All)
+                    .await
+                    .unwrap_err();
+                assert_eq!(
+                    (e.message.as_str(), e.position),
+                    (*message, *position),
+                    "case {label}"
+                );
+            }
         });
     }
 
@@ -302,7 +377,11 @@ mod tests {
             canceller.join().unwrap();
             assert_eq!(e.kind, ErrorKind::Cancelled);
             // Still usable.
-            assert!(db.run("select 1".into(), vec![], Want::All).await.is_ok());
+            let again = db.run("select 1".into(), vec![], Want::All).await.unwrap();
+            let Outcome::Rows(rows) = again else {
+                panic!("no rows: {again:?}")
+            };
+            assert_eq!(rows.rows, vec![vec![Value::Int(1)]]);
         });
     }
 }

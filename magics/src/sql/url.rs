@@ -2,8 +2,14 @@
 //! `sqlite:///relative.db`, `sqlite:////abs/path.db`, and `postgresql://` /
 //! `postgres://` with user, password, host, port, database and the libpq
 //! parameters users pass (`sslmode`, `sslrootcert`, `connect_timeout`,
-//! `application_name`, `host` for a Unix socket directory). The password is a
-//! [`Secret`]: it prints as `***` everywhere, and errors never echo the URL.
+//! `application_name`, `host` for a Unix socket directory).
+//!
+//! PostgreSQL URLs are cut as libpq cuts them (`conninfo_uri_parse_options`):
+//! the user info ends at the first `@` before any `/`, and the user name at its
+//! first `:`, so a password may hold `:`, `?` and `#` as they are, while `@` and
+//! `/` in it must be written `%40` and `%2F`; every part is percent-decoded.
+//! The password is a [`Secret`]: it prints as `***` everywhere, and errors never
+//! echo the URL nor any part of it that could be a piece of the password.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -157,7 +163,8 @@ impl Url {
     }
 }
 
-/// Why a URL was refused. Never contains the URL or its password.
+/// Why a URL was refused. Never contains the password, nor any part of the URL
+/// that could be a piece of it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UrlError {
@@ -169,31 +176,123 @@ pub enum UrlError {
     Bad(String),
     /// A query parameter we do not know.
     #[error(
-        "unsupported connection parameter {0:?} (known: sslmode, sslrootcert, connect_timeout, application_name, host)"
+        "unsupported connection parameter {0:?} (known: sslmode, sslrootcert, connect_timeout, application_name, host, port, user, password, dbname)"
     )]
     Parameter(String),
+    /// A port that is not one.
+    #[error("bad database URL: the port {place} {problem}")]
+    Port {
+        /// Where the port was written.
+        place: PortPlace,
+        /// What is wrong with it.
+        problem: PortProblem,
+    },
+    /// The URL only reads as libpq reads it if a `/` in the user name or password
+    /// was percent-encoded.
+    #[error(
+        "bad database URL: an '@' follows the first '/', so the user name and password were not \
+         found; write a '/' in the user name or password as %2F (and an '@' in the database \
+         name or a parameter as %40)"
+    )]
+    UnencodedSlash,
 }
 
-fn decode(s: &str) -> Result<String, UrlError> {
+/// Where a port was written in a URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortPlace {
+    /// `host:PORT`.
+    AfterHost,
+    /// `?port=PORT`.
+    Parameter,
+}
+
+impl fmt::Display for PortPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortPlace::AfterHost => "after the host",
+            PortPlace::Parameter => "in ?port=",
+        })
+    }
+}
+
+/// What is wrong with a port. The value itself is never shown: when a `/` in a
+/// password was not encoded, libpq's reading puts part of the password there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortProblem {
+    /// Nothing after the `:` (or `port=`).
+    #[error("is empty: give a number from 1 to 65535, or none at all for the default 5432")]
+    Empty,
+    /// Not digits.
+    #[error("is not a number: ports run from 1 to 65535")]
+    NotANumber,
+    /// Zero.
+    #[error("is 0: ports run from 1 to 65535")]
+    Zero,
+    /// Above 65535.
+    #[error("is above 65535, the largest port")]
+    TooLarge,
+}
+
+/// The port of `text` (already percent-decoded), as libpq accepts it: 1 to 65535.
+fn parse_port(text: &str, place: PortPlace) -> Result<u16, UrlError> {
+    let problem = |problem| UrlError::Port { place, problem };
+    if text.is_empty() {
+        return Err(problem(PortProblem::Empty));
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(problem(PortProblem::NotANumber));
+    }
+    match text.trim_start_matches('0') {
+        "" => Err(problem(PortProblem::Zero)),
+        digits => digits
+            .parse::<u16>()
+            .map_err(|_| problem(PortProblem::TooLarge)),
+    }
+}
+
+/// Undo percent-encoding as libpq does (`conninfo_uri_decode`): spaces around
+/// the value are dropped, a space inside it is refused. `part` names the part in
+/// errors; the value is never shown.
+fn decode(s: &str, part: &str) -> Result<String, UrlError> {
+    let s = s.trim_matches(' ');
+    if s.contains(' ') {
+        return Err(UrlError::Bad(format!(
+            "the {part} contains a space: write it as %20"
+        )));
+    }
+    percent_decode(s, part)
+}
+
+/// Undo percent-encoding; `%00` is refused (no C string can hold it).
+fn percent_decode(s: &str, part: &str) -> Result<String, UrlError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s
+            let byte = s
                 .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
-                    UrlError::Bad("a % escape is not followed by two hex digits".into())
+                    UrlError::Bad(format!(
+                        "a % in the {part} is not followed by two hex digits (write a % itself as %25)"
+                    ))
                 })?;
-            out.push(hex);
+            if byte == 0 {
+                return Err(UrlError::Bad(format!(
+                    "the {part} contains %00, which is not allowed"
+                )));
+            }
+            out.push(byte);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| UrlError::Bad("an escaped part is not UTF-8".into()))
+    String::from_utf8(out)
+        .map_err(|_| UrlError::Bad(format!("the {part} is not UTF-8 once decoded")))
 }
 
 fn encode(s: &str) -> String {
@@ -214,6 +313,16 @@ pub fn parse(text: &str) -> Result<Url, UrlError> {
     let (scheme, rest) = text
         .split_once("://")
         .ok_or_else(|| UrlError::Bad("expected scheme://… (sqlite:// or postgresql://)".into()))?;
+    let looks_like_a_scheme = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !looks_like_a_scheme {
+        // Whatever stands before "://" may hold a password: never echo it.
+        return Err(UrlError::Bad(
+            "expected scheme://… (sqlite:// or postgresql://)".into(),
+        ));
+    }
     match scheme.to_ascii_lowercase().as_str() {
         "sqlite" | "sqlite3" => parse_sqlite(rest),
         "postgresql" | "postgres" | "postgresql+psycopg2" | "postgresql+psycopg" => {
@@ -234,7 +343,7 @@ fn parse_sqlite(rest: &str) -> Result<Url, UrlError> {
         }
         Some(p) => p,
     };
-    let path = decode(path)?;
+    let path = percent_decode(path, "path")?;
     if path.is_empty() || path == ":memory:" {
         Ok(Url::Sqlite(None))
     } else {
@@ -242,87 +351,131 @@ fn parse_sqlite(rest: &str) -> Result<Url, UrlError> {
     }
 }
 
-fn parse_postgres(rest: &str) -> Result<Url, UrlError> {
-    let (main, query) = match rest.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, dbname) = match main.split_once('/') {
-        Some((a, d)) => (a, (!d.is_empty()).then(|| decode(d)).transpose()?),
-        None => (main, None),
-    };
-    // The password may contain '@': the host part follows the last one.
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-        None => (None, authority),
-    };
-    let (user, password) = match userinfo {
-        Some(ui) => match ui.split_once(':') {
-            Some((u, p)) => (Some(decode(u)?), Some(Secret(decode(p)?))),
-            None => (Some(decode(ui)?), None),
-        },
-        None => (None, None),
-    };
-    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, after) = h
-            .split_once(']')
-            .ok_or_else(|| UrlError::Bad("unclosed [ in the host".into()))?;
-        (h.to_owned(), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (hostport.to_owned(), None),
+/// The pieces of what follows `postgresql://`, still percent-encoded, cut where
+/// libpq's `conninfo_uri_parse_options` cuts them:
+/// `[user[:password]@][host][:port][/dbname][?params]`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RawPostgres<'a> {
+    /// Everything before the first `@` that comes before any `/`.
+    userinfo: Option<&'a str>,
+    host: &'a str,
+    port: Option<&'a str>,
+    dbname: Option<&'a str>,
+    query: Option<&'a str>,
+}
+
+fn split_postgres(rest: &str) -> Result<RawPostgres<'_>, UrlError> {
+    let mut raw = RawPostgres::default();
+    // The user info ends at the first '@' before any '/': so a password may hold
+    // ':', '?' and '#' as they are, while '@' and '/' in it must be %40 and %2F.
+    let netloc = match rest.find(['@', '/']) {
+        Some(at) if rest.as_bytes()[at] == b'@' => {
+            raw.userinfo = Some(&rest[..at]);
+            &rest[at + 1..]
         }
+        _ => rest,
     };
-    let port = match port {
-        Some(p) if !p.is_empty() => p
-            .parse::<u16>()
-            .map_err(|_| UrlError::Bad(format!("port {p:?} is not a number from 1 to 65535")))?,
-        _ => 5432,
+    let after_host = if let Some(bracketed) = netloc.strip_prefix('[') {
+        let close = bracketed
+            .find(']')
+            .ok_or_else(|| UrlError::Bad("the [ of an IPv6 host is not closed".into()))?;
+        if close == 0 {
+            return Err(UrlError::Bad("the IPv6 host between [ ] is empty".into()));
+        }
+        raw.host = &bracketed[..close];
+        let after = &bracketed[close + 1..];
+        if !(after.is_empty() || after.starts_with([':', '/', '?', ','])) {
+            return Err(UrlError::Bad(
+                "expected ':', '/' or '?' after the ] of an IPv6 host".into(),
+            ));
+        }
+        after
+    } else {
+        let end = netloc.find([':', '/', '?', ',']).unwrap_or(netloc.len());
+        raw.host = &netloc[..end];
+        &netloc[end..]
+    };
+    let after_port = match after_host.strip_prefix(':') {
+        Some(p) => {
+            let end = p.find(['/', '?', ',']).unwrap_or(p.len());
+            raw.port = Some(&p[..end]);
+            &p[end..]
+        }
+        None => after_host,
+    };
+    if after_port.starts_with(',') {
+        return Err(UrlError::Bad(
+            "several hosts (host1,host2) are not supported: give one host".into(),
+        ));
+    }
+    let after_path = match after_port.strip_prefix('/') {
+        Some(path) => {
+            let end = path.find('?').unwrap_or(path.len());
+            raw.dbname = Some(&path[..end]);
+            &path[end..]
+        }
+        None => after_port,
+    };
+    raw.query = after_path.strip_prefix('?');
+    Ok(raw)
+}
+
+fn parse_postgres(rest: &str) -> Result<Url, UrlError> {
+    let raw = split_postgres(rest);
+    // Without user info, an '@' after the first '/' almost always means a '/' in
+    // the password: libpq's reading would then put pieces of it in the port, the
+    // database name or a parameter, which errors must not show.
+    let slash_in_userinfo = matches!(&raw, Ok(r) if r.userinfo.is_none())
+        && rest.find('/').is_some_and(|i| rest[i..].contains('@'));
+    let parsed = raw.and_then(|raw| {
+        if slash_in_userinfo && raw.dbname.is_some_and(|d| d.contains('@')) {
+            return Err(UrlError::UnencodedSlash);
+        }
+        postgres_from(&raw)
+    });
+    match parsed {
+        Err(_) if slash_in_userinfo => Err(UrlError::UnencodedSlash),
+        other => other.map(Url::Postgres),
+    }
+}
+
+fn postgres_from(raw: &RawPostgres<'_>) -> Result<Postgres, UrlError> {
+    let (user, password) = match raw.userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((u, p)) => (decode(u, "user name")?, decode(p, "password")?),
+            None => (decode(info, "user name")?, String::new()),
+        },
+        None => (String::new(), String::new()),
+    };
+    let host = decode(raw.host, "host")?;
+    if host.contains('@') {
+        return Err(UrlError::Bad(
+            "the host contains '@': write an '@' in the user name or password as %40".into(),
+        ));
+    }
+    let port = match raw.port {
+        Some(p) => parse_port(&decode(p, "port")?, PortPlace::AfterHost)?,
+        None => 5432,
     };
     let mut pg = Postgres {
-        user: user.filter(|u| !u.is_empty()),
-        password,
-        host: (!host.is_empty()).then(|| decode(&host)).transpose()?,
+        user: (!user.is_empty()).then_some(user),
+        password: (!password.is_empty()).then_some(Secret(password)),
+        host: None,
         socket_dir: None,
         port,
-        dbname,
+        dbname: raw
+            .dbname
+            .map(|d| decode(d, "database name"))
+            .transpose()?
+            .filter(|d| !d.is_empty()),
         sslmode: SslMode::Prefer,
         sslrootcert: None,
         connect_timeout: None,
         application_name: None,
     };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = decode(v)?;
-        match k {
-            "sslmode" => {
-                pg.sslmode = SslMode::parse(&v).ok_or_else(|| {
-                    UrlError::Bad(format!(
-                        "sslmode {v:?}: use disable, prefer, require, verify-ca or verify-full"
-                    ))
-                })?;
-            }
-            "sslrootcert" => pg.sslrootcert = Some(PathBuf::from(v)),
-            "connect_timeout" => {
-                let secs: u64 = v.parse().map_err(|_| {
-                    UrlError::Bad(format!("connect_timeout {v:?} is not a number of seconds"))
-                })?;
-                pg.connect_timeout = (secs > 0).then(|| Duration::from_secs(secs));
-            }
-            "application_name" => pg.application_name = Some(v),
-            "host" if v.starts_with('/') => pg.socket_dir = Some(PathBuf::from(v)),
-            "host" => pg.host = Some(v),
-            "port" => {
-                pg.port = v.parse().map_err(|_| {
-                    UrlError::Bad(format!("port {v:?} is not a number from 1 to 65535"))
-                })?;
-            }
-            "user" => pg.user = Some(v),
-            "password" => pg.password = Some(Secret(v)),
-            "dbname" => pg.dbname = Some(v),
-            other => return Err(UrlError::Parameter(other.to_owned())),
-        }
+    set_host(&mut pg, host);
+    for pair in raw.query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        apply_parameter(&mut pg, pair)?;
     }
     if matches!(pg.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && pg.sslrootcert.is_none() {
         // libpq falls back to ~/.postgresql/root.crt.
@@ -331,107 +484,57 @@ fn parse_postgres(rest: &str) -> Result<Url, UrlError> {
             .unwrap_or_default();
         pg.sslrootcert = Some(home.join(".postgresql/root.crt"));
     }
-    Ok(Url::Postgres(pg))
+    Ok(pg)
+}
+
+/// A host as libpq reads it: a path is a Unix socket directory, nothing is the default.
+fn set_host(pg: &mut Postgres, host: String) {
+    (pg.host, pg.socket_dir) = if host.starts_with('/') {
+        (None, Some(PathBuf::from(host)))
+    } else {
+        ((!host.is_empty()).then_some(host), None)
+    };
+}
+
+/// One `key=value` of the query string.
+fn apply_parameter(pg: &mut Postgres, pair: &str) -> Result<(), UrlError> {
+    let (k, v) = pair.split_once('=').ok_or_else(|| {
+        UrlError::Bad("a connection parameter has no '=VALUE' (write key=value)".into())
+    })?;
+    let k = decode(k, "name of a connection parameter")?;
+    if v.contains('=') {
+        return Err(UrlError::Bad(format!(
+            "the value of {k} contains '=': write it as %3D"
+        )));
+    }
+    let v = decode(v, &format!("value of {k}"))?;
+    match k.as_str() {
+        "sslmode" => {
+            pg.sslmode = SslMode::parse(&v).ok_or_else(|| {
+                UrlError::Bad(format!(
+                    "sslmode {v:?}: use disable, prefer, require, verify-ca or verify-full"
+                ))
+            })?;
+        }
+        // libpq's JDBC spelling.
+        "ssl" if v == "true" => pg.sslmode = SslMode::Require,
+        "sslrootcert" => pg.sslrootcert = Some(PathBuf::from(v)),
+        "connect_timeout" => {
+            let secs: u64 = v.parse().map_err(|_| {
+                UrlError::Bad(format!("connect_timeout {v:?} is not a number of seconds"))
+            })?;
+            pg.connect_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+        }
+        "application_name" => pg.application_name = Some(v),
+        "host" => set_host(pg, v),
+        "port" => pg.port = parse_port(&v, PortPlace::Parameter)?,
+        "user" => pg.user = (!v.is_empty()).then_some(v),
+        "password" => pg.password = (!v.is_empty()).then_some(Secret(v)),
+        "dbname" => pg.dbname = (!v.is_empty()).then_some(v),
+        _ => return Err(UrlError::Parameter(k)),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pg(text: &str) -> Postgres {
-        match parse(text).unwrap() {
-            Url::Postgres(p) => p,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn sqlite_forms() {
-        let cases: &[(&str, &str, Option<&str>)] = &[
-            ("memory", "sqlite://", None),
-            ("explicit memory", "sqlite:///:memory:", None),
-            ("relative", "sqlite:///data/aug31.db", Some("data/aug31.db")),
-            ("absolute", "sqlite:////tmp/x.db", Some("/tmp/x.db")),
-            ("escaped", "sqlite:///my%20file.db", Some("my file.db")),
-        ];
-        for (label, text, want) in cases {
-            assert_eq!(
-                parse(text).unwrap(),
-                Url::Sqlite(want.map(PathBuf::from)),
-                "case {label}"
-            );
-        }
-        assert!(parse("sqlite://host/x.db").is_err());
-    }
-
-    #[test]
-    fn postgres_forms() {
-        let p = pg(
-            "postgresql://ada:s%40cret@db.example.com:6543/sales?sslmode=require&application_name=nb",
-        );
-        assert_eq!(p.user.as_deref(), Some("ada"));
-        assert_eq!(p.password.as_ref().map(Secret::expose), Some("s@cret"));
-        assert_eq!(p.host.as_deref(), Some("db.example.com"));
-        assert_eq!(p.port, 6543);
-        assert_eq!(p.dbname.as_deref(), Some("sales"));
-        assert_eq!(p.sslmode, SslMode::Require);
-        assert_eq!(p.application_name.as_deref(), Some("nb"));
-
-        let p = pg("postgres://u@[::1]/d");
-        assert_eq!((p.host.as_deref(), p.port), (Some("::1"), 5432));
-        assert_eq!(p.sslmode, SslMode::Prefer);
-
-        let p = pg("postgresql://u:p@w@rd@h/d");
-        assert_eq!(p.password.as_ref().map(Secret::expose), Some("p@w@rd"));
-        assert_eq!(p.host.as_deref(), Some("h"));
-
-        let p = pg("postgresql:///d?host=/var/run/postgresql&connect_timeout=3");
-        assert_eq!(p.socket_dir, Some(PathBuf::from("/var/run/postgresql")));
-        assert_eq!(p.connect_timeout, Some(Duration::from_secs(3)));
-
-        let p = pg("postgresql://u@h/d?sslmode=verify-full&sslrootcert=/ca.pem");
-        assert_eq!(p.sslmode, SslMode::VerifyFull);
-        assert_eq!(p.sslrootcert, Some(PathBuf::from("/ca.pem")));
-    }
-
-    #[test]
-    fn errors_never_show_the_password() {
-        let cases: &[(&str, &str)] = &[
-            ("bad port", "postgresql://u:hunter2@h:99999/d"),
-            (
-                "unknown parameter",
-                "postgresql://u:hunter2@h/d?frobnicate=1",
-            ),
-            ("bad sslmode", "postgresql://u:hunter2@h/d?sslmode=always"),
-            ("bad escape", "postgresql://u:hunter2%zz@h/d"),
-            ("unknown scheme", "mysql://u:hunter2@h/d"),
-            ("no scheme", "u:hunter2@h/d"),
-        ];
-        for (label, text) in cases {
-            let e = parse(text).unwrap_err().to_string();
-            assert!(!e.contains("hunter2"), "case {label}: {e}");
-        }
-        assert!(
-            parse("postgresql://u@h/d?frobnicate=1")
-                .unwrap_err()
-                .to_string()
-                .contains("frobnicate")
-        );
-    }
-
-    #[test]
-    fn masked_urls_hide_the_password() {
-        let u = parse("postgresql://ada:hunter2@h:5433/sales?sslmode=require").unwrap();
-        assert_eq!(
-            u.masked(),
-            "postgresql://ada:***@h:5433/sales?sslmode=require"
-        );
-        assert!(!format!("{u:?}").contains("hunter2"));
-        assert_eq!(parse("sqlite://").unwrap().masked(), "sqlite://");
-        assert_eq!(
-            parse("sqlite:////tmp/a.db").unwrap().masked(),
-            "sqlite:////tmp/a.db"
-        );
-        assert_eq!(parse("sqlite:///a.db").unwrap().masked(), "sqlite:///a.db");
-    }
-}
+mod tests;
