@@ -1,5 +1,8 @@
 """Test session setup: install the built pxkernel kernelspec into a temp prefix and
-point Jupyter (and IPython) at temp dirs, so no user or system config is touched."""
+point Jupyter (and IPython) at temp dirs, so no user or system config is touched;
+the kernelspecs and the PostgreSQL server the suites need; and the rule that,
+under PXKERNEL_REQUIRE_ALL=1 (set by `make test`, as in CI), a skipped test is a
+failure: a required suite that cannot run must not pass unnoticed."""
 
 import json
 import os
@@ -46,6 +49,58 @@ def pytest_configure(config):
     )
 
 
+REQUIRE_ALL = "PXKERNEL_REQUIRE_ALL"
+
+
+def require_all() -> bool:
+    """Whether every test must run (`make test`): then a skip fails, saying why."""
+    return os.environ.get(REQUIRE_ALL, "") not in ("", "0")
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _fail_the_skip(node, report) -> None:
+    """Turn a skip report into a failure that says why it was skipped."""
+    reason = _skip_reason(report)
+    try:
+        pytest.fail(
+            f"skipped, but {REQUIRE_ALL}=1 requires every test to run: {reason} "
+            "(install what the reason names; `make test` does so as root)",
+            pytrace=False,
+        )
+    except pytest.fail.Exception:
+        excinfo = pytest.ExceptionInfo.from_current()
+    report.outcome = "failed"
+    report.longrepr = node.repr_failure(excinfo)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and require_all():
+        _fail_the_skip(item, report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and require_all():
+        _fail_the_skip(collector, report)
+
+
+def pytest_report_header(config):
+    if require_all():
+        return f"{REQUIRE_ALL}=1: a skipped test fails"
+    return f"{REQUIRE_ALL} unset: tests whose server or kernel is missing are skipped (-rs says why)"
+
+
 def pytest_unconfigure(config):
     tmp = getattr(config, "_pxk_tmp", None)
     if tmp:
@@ -80,7 +135,8 @@ def write_kernelspec(prefix: Path, name: str, argv: list[str], **extra) -> str:
 
 @pytest.fixture(scope="session")
 def bash_kernelspec(jupyter_prefix) -> str:
-    """bash_kernel's kernelspec, installed into the temp prefix; skips without bash_kernel."""
+    """bash_kernel's kernelspec, installed into the temp prefix; skips without bash_kernel
+    (a failure under PXKERNEL_REQUIRE_ALL=1)."""
     try:
         import bash_kernel.kernel  # noqa: F401
     except ImportError as e:
@@ -128,7 +184,8 @@ def broken_kernelspec(jupyter_prefix) -> str:
 @pytest.fixture(scope="session")
 def pg_server():
     """A throw-away PostgreSQL server with TLS (pg_server.py), shared by the session;
-    the tests that use it are skipped, saying why, where one cannot be started."""
+    the tests that use it are skipped, saying why, where one cannot be started (a
+    failure under PXKERNEL_REQUIRE_ALL=1)."""
     from pg_server import postgres_server, unavailable_reason
 
     reason = unavailable_reason()

@@ -1,5 +1,6 @@
 """Helpers for driving pxkernel through jupyter_client in tests: start a kernel,
-execute a cell and collect its IOPub messages, find processes."""
+execute a cell and collect its IOPub messages, find processes (and the connection
+file a kernel process was started with), wait for conditions with a deadline."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import os
 import re
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from queue import Empty
 
 import psutil
 from jupyter_client.manager import start_new_kernel
 
 TIMEOUT = 30
+
+
+def pxkernel_started(**kwargs):
+    """A running pxkernel and a connected blocking client, for a test that shuts it
+    down itself: (km, kc)."""
+    return start_new_kernel(kernel_name="pxkernel", startup_timeout=60, **kwargs)
 
 
 @contextmanager
@@ -83,6 +91,47 @@ def wait_gone(pids, timeout=15.0):
         time.sleep(0.1)
         left = [p for p in left if alive(p)]
     return left
+
+
+def wait_reaped(pids, timeout=15.0):
+    """Wait until none of pids exists any more, not even as a zombie (its parent
+    has collected it); returns those that still exist."""
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if psutil.pid_exists(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in left if psutil.pid_exists(p)]
+    return left
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of pid."""
+    try:
+        return [c.pid for c in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def connection_file_of(pid: int) -> Path:
+    """The connection file a kernel process was started with, from its command
+    line: the argument of `-f` (ipykernel, pxkernel), else the one argument that
+    names an existing .json file (a kernelspec passing `{connection_file}` bare)."""
+    proc = psutil.Process(pid)
+    args = proc.cmdline()
+    cwd = Path(proc.cwd())
+    named = None
+    for i, arg in enumerate(args):
+        if arg == "-f" and i + 1 < len(args):
+            named = args[i + 1]
+            break
+        if arg.startswith("--f="):
+            named = arg[len("--f="):]
+            break
+    if named is None:
+        files = [a for a in args[1:] if a.endswith(".json") and (cwd / a).is_file()]
+        assert len(files) == 1, f"no single connection file in {args}"
+        named = files[0]
+    return cwd / named
 
 
 def descendants(pid: int) -> list[int]:

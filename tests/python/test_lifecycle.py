@@ -1,5 +1,7 @@
 """Process hygiene: shutdown, restart, SIGTERM, SIGKILL and the death of
-pxkernel's parent leave no process behind; logs never carry a key."""
+pxkernel's parent leave no process behind (home kernel, engines, and what those
+started); logs never carry a key; the connection files pxkernel writes for the
+kernels it starts are private and removed with them."""
 
 import json
 import os
@@ -15,12 +17,17 @@ from jupyter_client.manager import start_new_kernel
 
 from kernel_helpers import (
     alive,
+    children,
+    connection_file_of,
     descendants,
+    engines_table,
     execute,
     home_pid,
     kernel_pid,
     pxkernel,
+    read_until,
     stdout_of,
+    tagged_lines,
     wait_gone,
 )
 
@@ -42,14 +49,31 @@ def family(km, kc):
     return [px, home, grandchild]
 
 
-def test_shutdown_with_a_busy_home_leaves_no_process():
+def test_shutdown_with_a_busy_home_and_engines_leaves_no_process():
     km, kc = start()
-    pids = family(km, kc)
-    kc.execute("import time; time.sleep(120)")
-    time.sleep(0.5)
-    kc.stop_channels()
-    km.shutdown_kernel(now=False)
-    assert wait_gone(pids) == []
+    try:
+        px, home, home_sleeper = family(km, kc)
+        reply, msgs = execute(kc, "%engines start -n 2", timeout=120)
+        assert reply["status"] == "ok", (reply, stdout_of(msgs))
+        engines = [int(r["pid"]) for r in engines_table(kc).values()]
+        # Each engine starts a process of its own: pxkernel's grandchildren.
+        reply, msgs = execute(kc, f"%px {SLEEPER.replace(chr(10), '; ')}")
+        assert reply["status"] == "ok", reply
+        engine_sleepers = [int(text) for _, _, text in tagged_lines(msgs)]
+        assert len(engine_sleepers) == 2, tagged_lines(msgs)
+        assert set(engines + engine_sleepers) <= set(descendants(px))
+        everyone = sorted({px, home, home_sleeper, *engines, *engine_sleepers, *descendants(px)})
+        assert all(alive(p) for p in everyone)
+        # The home is busy when the shutdown comes: the cell said it runs.
+        msg_id = kc.execute("import time\nprint('busy', flush=True)\ntime.sleep(120)")
+        read_until(kc, msg_id, lambda m: m["msg_type"] == "stream" and "busy" in m["content"]["text"])
+        # A frontend's shutdown request; pxkernel must stop everything itself
+        # (jupyter_client's fallback would signal pxkernel's process group).
+        kc.shutdown()
+        assert wait_gone(everyone) == []
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def test_restart_replaces_every_process():
@@ -144,11 +168,10 @@ def test_debug_logs_never_contain_a_key(tmp_path):
         key = km.session.key.decode()
         execute(kc, "print('x')")
         execute(kc, "1/0")
-        home_key = None
-        runtime = Path(os.environ["JUPYTER_RUNTIME_DIR"])
-        for f in runtime.glob("kernel-pxk-*.json"):
-            home_key = json.loads(f.read_text())["key"]
-        assert home_key, "the home kernel's connection file is in the runtime dir"
+        # This kernel's home, by its process: not any file of the runtime dir.
+        home_file = connection_file_of(home_pid(kc))
+        home_key = json.loads(home_file.read_text())["key"]
+        assert home_key and home_key != key
     text = log.read_text()
     assert "DEBUG" in text or "INFO" in text, "debug logging was on"
     assert key not in text
@@ -158,11 +181,17 @@ def test_debug_logs_never_contain_a_key(tmp_path):
 def test_connection_files_we_write_are_private(tmp_path):
     km, kc = start()
     try:
-        runtime = Path(os.environ["JUPYTER_RUNTIME_DIR"])
-        files = list(runtime.glob("kernel-pxk-*.json"))
-        assert files
-        for f in files:
-            assert f.stat().st_mode & 0o777 == 0o600, f
+        px = kernel_pid(km)
+        home = home_pid(kc)
+        reply, msgs = execute(kc, "%engines start -n 1", timeout=120)
+        assert reply["status"] == "ok", (reply, stdout_of(msgs))
+        (engine,) = [int(r["pid"]) for r in engines_table(kc).values()]
+        assert {home, engine} <= set(children(px)), "both are pxkernel's own children"
+        files = {pid: connection_file_of(pid) for pid in (home, engine)}
+        assert len(set(files.values())) == 2, files
+        for pid, f in files.items():
+            assert json.loads(f.read_text())["key"], f
+            assert f.stat().st_mode & 0o777 == 0o600, (pid, f, oct(f.stat().st_mode))
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
@@ -176,7 +205,8 @@ def test_home_over_unix_sockets_leaves_no_file_behind(tmp_path):
         reply, outputs = execute(kc, "print(6 * 7)")
         assert reply["status"] == "ok"
         assert stdout_of(outputs) == "42\n"
-        [home_file] = runtime.glob("kernel-pxk-*.json")
+        home_file = connection_file_of(home_pid(kc))
+        assert home_file.resolve().is_relative_to(runtime.resolve()), home_file
         info = json.loads(home_file.read_text())
         assert info["transport"] == "ipc"
         sockets = [Path(f"{info['ip']}-{info[p]}") for p in ("shell_port", "iopub_port", "hb_port")]

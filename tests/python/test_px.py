@@ -18,6 +18,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 
 from kernel_helpers import (
+    alive,
     descendants,
     engine_tracebacks,
     engines_table,
@@ -439,11 +440,25 @@ GROUPED = {
 }
 
 
+def shows_engine_1_done_and_0_running(msg):
+    """A predicate for read_until: the progress display says engine 1 is done and
+    engine 0 still runs. pxkernel counts an engine done only once its idle status
+    came, after all of its output: so by then every output of engine 1 arrived."""
+    if msg["msg_type"] not in ("display_data", "update_display_data"):
+        return False
+    content = msg["content"]
+    if not content.get("transient", {}).get("display_id", "").startswith("px-progress-"):
+        return False
+    return re.fullmatch(r"%px: 1/2 engines done \([\d.]+ s\); running: 0", content["data"]["text/plain"]) is not None
+
+
 @pytest.mark.parametrize("mode", sorted(GROUPED))
 def test_no_stream_groups_outputs(kc, tmp_path, mode):
+    """Engine 1 prints first: engine 0 prints only after the test has seen
+    pxkernel count engine 1 done, so the arrival order is known, whatever the timing."""
     flag = tmp_path / "engine1-done"
     code = (
-        f"%%px --targets 0,1 --no-stream --group-outputs {mode}\n"
+        f"%%px --targets 0,1 --no-stream --group-outputs {mode} --progress-after 0\n"
         "import os, sys, time\n"
         "eid = os.environ['PXKERNEL_ENGINE_ID']\n"
         "if eid == '0':\n"
@@ -451,14 +466,14 @@ def test_no_stream_groups_outputs(kc, tmp_path, mode):
         "print('out1', eid, flush=True)\n"
         "print('err1', eid, file=sys.stderr, flush=True)\n"
         "print('out2', eid, flush=True)\n"
-        "if eid == '1':\n"
-        "    time.sleep(0.3)  # let engine 1's output reach pxkernel before engine 0 starts\n"
-        f"    open({str(flag)!r}, 'w').close()\n"
     )
+    msg_id = kc.execute(code)
     try:
-        reply, msgs = execute(kc, code)
+        seen = read_until(kc, msg_id, shows_engine_1_done_and_0_running)
+        assert tagged_lines(seen) == [], "not streamed"
     finally:
         flag.touch()
+    reply, msgs = finish(kc, msg_id, seen)
     assert reply["status"] == "ok", reply
     assert tagged_lines(msgs) == GROUPED[mode]
 
@@ -730,10 +745,28 @@ def test_bash_engines_work_next_to_python_engines(bash_kernelspec):
         assert reply["evalue"].startswith("1 of 1 engines failed: [1:execute]"), reply["evalue"]
 
 
+def still_serves(external, expected_pid):
+    """The attached kernel's process runs, and it answers kernel_info and runs a
+    cell on a client of its own, with the state the %px cells left."""
+    assert external.is_alive()
+    assert alive(expected_pid)
+    client = external.client()
+    client.start_channels()
+    try:
+        info = shell_reply(client, client.kernel_info())["content"]
+        assert info["status"] == "ok" and info["implementation"] == "ipython", info
+        reply, msgs = execute(client, "import os; print(os.getpid(), attached_marker)")
+        assert reply["status"] == "ok", reply
+        assert stdout_of(msgs) == f"{expected_pid} set by %px\n"
+    finally:
+        client.stop_channels()
+
+
 def test_connect_attaches_a_running_kernel_and_stop_detaches_it():
     external = KernelManager(kernel_name="python3")
     external.start_kernel()
     try:
+        external_pid = external.provisioner.process.pid
         with pxkernel() as (_, kc):
             reply, msgs = execute(kc, f"%engines connect {external.connection_file}", timeout=60)
             assert reply["status"] == "ok", reply
@@ -745,7 +778,9 @@ def test_connect_attaches_a_running_kernel_and_stop_detaches_it():
 
             reply, msgs = execute(kc, "%px import os; print(os.getpid(), os.environ.get('PXKERNEL_ENGINE_ID'))")
             assert reply["status"] == "ok", reply
-            assert tagged_lines(msgs) == [("stdout", 0, f"{external.provisioner.process.pid} None")]
+            assert tagged_lines(msgs) == [("stdout", 0, f"{external_pid} None")]
+            reply, msgs = execute(kc, "%px attached_marker = 'set by %px'")
+            assert reply["status"] == "ok", reply
 
             reply, msgs = execute(kc, "%engines restart 0")
             assert reply["ename"] == "EngineError" and "cannot restart" in reply["evalue"], reply
@@ -756,6 +791,10 @@ def test_connect_attaches_a_running_kernel_and_stop_detaches_it():
             assert engines_table(kc) == {}
             reply, msgs = execute(kc, "%px print(1)")
             assert reply["ename"] == "UsageError", "no engine left"
+            # Stopping an attached engine detaches it: the kernel was not ours to stop.
+            still_serves(external, external_pid)
+        # Nor does pxkernel's own shutdown stop it.
+        still_serves(external, external_pid)
     finally:
         if external.has_kernel:
             external.shutdown_kernel(now=True)

@@ -9,6 +9,7 @@ a flag file (or their own first output) instead of sleeping a guessed time."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -32,16 +33,18 @@ from kernel_helpers import (
     kernel_pid,
     notebook_env,
     pxkernel,
+    pxkernel_started,
     read_until,
     shell_reply,
     stdout_of,
     tagged_lines,
     wait_gone,
+    wait_reaped,
     wait_until,
 )
 
 ENGINE_ID = "os.environ['PXKERNEL_ENGINE_ID']"
-OUTPUT_LIMIT = 16 << 20  # run.rs: stream output shown per engine per cell
+OUTPUT_LIMIT = 16 << 20  # magics/src/px/run.rs: stream output shown per engine per cell
 
 
 def failure_shown(engine):
@@ -155,11 +158,14 @@ def test_a_frozen_engine_is_declared_dead_by_its_heartbeat(tmp_path):
             # Stopped, the process is alive but answers nothing, heartbeat included.
             os.kill(pids[1], signal.SIGSTOP)
             seen += read_until(kc, msg_id, failure_shown(1), timeout=20)
+            # Having given up on it, pxkernel kills its frozen engine and reaps it.
+            assert wait_reaped([pids[1]]) == [], "pxkernel left its frozen engine behind"
             flag.touch()
             reply, msgs = finish(kc, msg_id, seen)
         finally:
             flag.touch()
-            os.kill(pids[1], signal.SIGKILL)
+            if alive(pids[1]):  # only when the assertion above failed
+                os.kill(pids[1], signal.SIGKILL)
         assert reply["evalue"] == "1 of 2 engines failed: [1:execute] died (heartbeat lost)", reply
         assert ("stdout", 0, "done 0") in tagged_lines(msgs)
         assert engines_table(kc)[1]["state"] == "dead (heartbeat lost)"
@@ -239,6 +245,19 @@ def shown_flood_lines(msgs, engine=0, line="x" * 1000):
     return sum(1 for k, e, t in tagged_lines(msgs, "stdout") if e == engine and t == line)
 
 
+def assert_cut_at_the_limit(msgs, written):
+    """Engine 0 wrote `written` bytes of 1001-byte flood lines: the first
+    OUTPUT_LIMIT bytes are shown (every whole line of them; only the line the cut
+    falls in is partial), and the rest is counted in one notice, so nothing is
+    dropped unannounced and the cap is not undershot."""
+    shown = shown_flood_lines(msgs) * 1001
+    assert OUTPUT_LIMIT - 1001 < shown <= OUTPUT_LIMIT, f"{shown} bytes of flood lines shown"
+    cut = [t for k, e, t in tagged_lines(msgs, "stderr") if e == 0 and "more output not shown" in t]
+    assert len(cut) == 1 and cut[0].endswith("(at most 16 MB per engine per cell)"), cut
+    hidden = float(re.search(r"([\d.]+) MB more output not shown", cut[0]).group(1)) * 1e6
+    assert hidden >= written - OUTPUT_LIMIT - 0.1e6, f"{written} bytes written, {shown} shown, {hidden:.0f} counted"
+
+
 def flood_cell(flag, write_lines):
     return (
         "%%px --targets 0,1\n"
@@ -278,9 +297,7 @@ def test_a_stdout_flood_is_cut_and_pxkernel_stays_responsive(two, tmp_path):
     assert checks["heartbeat"] and checks["kc.is_alive"], checks
     assert checks["control"]["status"] == "ok" and checks["control"]["implementation"] == "pxkernel"
     assert ("stdout", 1, "normal output") in tagged_lines(msgs)
-    cut = [t for k, e, t in tagged_lines(msgs, "stderr") if e == 0 and "more output not shown" in t]
-    assert len(cut) == 1 and cut[0].endswith("(at most 16 MB per engine per cell)"), cut
-    assert 0 < shown_flood_lines(msgs) < 100_000
+    assert_cut_at_the_limit(msgs, written=100_000 * 1001)
     # Not the 300 MB of the chunked flood below: pxkernel relays a whole ipykernel
     # batch (20-50 MB here) even past the cap, and needs several copies of it.
     assert rss.peak_mb < 1024, f"pxkernel's RSS peaked at {rss.peak_mb:.0f} MB"
@@ -316,10 +333,7 @@ def test_a_flood_of_flushed_chunks_is_cut_at_the_limit_in_bounded_memory(two, tm
     assert reply["status"] == "ok", reply
     assert checks == [(True, "ok")] * 3
     assert ("stdout", 1, "normal output") in tagged_lines(msgs)
-    cut = [t for k, e, t in tagged_lines(msgs, "stderr") if e == 0 and "more output not shown" in t]
-    assert len(cut) == 1, cut
-    shown = shown_flood_lines(msgs) * 1001
-    assert OUTPUT_LIMIT - (2 << 20) < shown <= OUTPUT_LIMIT + (1 << 20), f"{shown} bytes shown"
+    assert_cut_at_the_limit(msgs, written=100 * 1000 * 1001)
     assert rss.peak_mb < 300, f"pxkernel's RSS peaked at {rss.peak_mb:.0f} MB"
 
 
@@ -330,10 +344,7 @@ def test_one_stream_message_larger_than_the_limit_is_cut(two):
     msgs = drain(kc, msg_id)
     reply = shell_reply(kc, msg_id)["content"]
     assert reply["status"] == "ok", reply
-    shown = shown_flood_lines(msgs) * 1001
-    cut = [t for k, e, t in tagged_lines(msgs, "stderr") if e == 0 and "more output not shown" in t]
-    assert shown <= OUTPUT_LIMIT + (1 << 20), f"{shown / 1e6:.1f} MB of a 20 MB message shown"
-    assert len(cut) == 1, "the cut is announced"
+    assert_cut_at_the_limit(msgs, written=20_000 * 1001)
 
 
 # -- bytes that are not UTF-8 ---------------------------------------------------------
@@ -392,39 +403,52 @@ def test_output_batched_with_a_lone_surrogate_is_not_lost(two):
 
 
 @pytest.fixture(scope="module")
-def fake(fake_engine_kernelspec, tmp_path_factory):
-    """A pxkernel (logging to a file) with python engine 0 and fake engines 1 and 2."""
+def fake_kernel(fake_engine_kernelspec, tmp_path_factory):
+    """A pxkernel (logging to a file) with python engine 0, shared by the fake-engine tests."""
     log = tmp_path_factory.mktemp("fake-engine-log") / "pxkernel.log"
     env = notebook_env(PXKERNEL_LOG="info", PXKERNEL_LOG_FILE=str(log))
     with pxkernel(env=env) as (km, kc):
         start_engines(kc, 1)
-        start_engines(kc, 2, fake_engine_kernelspec)
-        table = engines_table(kc)
-        assert [table[i]["kernel"] for i in (0, 1, 2)] == ["python3", fake_engine_kernelspec, fake_engine_kernelspec]
+        assert engines_table(kc)[0]["kernel"] == "python3"
         yield km, kc, log
 
 
+@pytest.fixture
+def fake(fake_kernel, fake_engine_kernelspec):
+    """The shared pxkernel with two fake engines of this test's own, fresh whatever
+    earlier tests did to theirs (hung, killed), so no test depends on which ran
+    before it: (km, kc, log, (id, id))."""
+    km, kc, log = fake_kernel
+    before = set(engines_table(kc))
+    start_engines(kc, 2, fake_engine_kernelspec)
+    table = engines_table(kc)
+    ids = tuple(sorted(set(table) - before))
+    assert len(ids) == 2 and all(table[i]["kernel"] == fake_engine_kernelspec for i in ids), table
+    assert all(table[i]["state"] == "idle" for i in ids), table
+    return km, kc, log, ids
+
+
 def test_fake_engine_runs_cells(fake):
-    _, kc, _ = fake
-    reply, msgs = execute(kc, "%px --targets 1,2 print hello")
+    _, kc, _, (a, b) = fake
+    reply, msgs = execute(kc, f"%px --targets {a},{b} print hello")
     assert reply["status"] == "ok", reply
-    assert sorted(tagged_lines(msgs)) == [("stdout", 1, "hello"), ("stdout", 2, "hello")]
-    reply, msgs = execute(kc, "%px --targets 1 error it failed")
-    assert reply["evalue"] == "1 of 1 engines failed: [1:execute] FakeError: it failed", reply
+    assert sorted(tagged_lines(msgs)) == [("stdout", a, "hello"), ("stdout", b, "hello")]
+    reply, msgs = execute(kc, f"%px --targets {a} error it failed")
+    assert reply["evalue"] == f"1 of 1 engines failed: [{a}:execute] FakeError: it failed", reply
 
 
 def test_a_message_whose_content_is_not_utf8_is_shown_with_replacements(fake):
-    _, kc, _ = fake
-    reply, msgs = execute(kc, "%px --targets 1 bad-utf8", timeout=15)
+    _, kc, _, (a, _) = fake
+    reply, msgs = execute(kc, f"%px --targets {a} bad-utf8", timeout=15)
     assert reply["status"] == "ok", reply
-    assert tagged_lines(msgs) == [("stdout", 1, "\ufffd\ufffd bad"), ("stdout", 1, "after-bad")]
+    assert tagged_lines(msgs) == [("stdout", a, "\ufffd\ufffd bad"), ("stdout", a, "after-bad")]
 
 
 def test_a_message_whose_header_is_not_utf8_is_dropped_and_logged(fake):
-    _, kc, log = fake
-    reply, msgs = execute(kc, "%px --targets 1 bad-header", timeout=15)
+    _, kc, log, (a, _) = fake
+    reply, msgs = execute(kc, f"%px --targets {a} bad-header", timeout=15)
     assert reply["status"] == "ok", reply
-    assert tagged_lines(msgs) == [("stdout", 1, "after-bad")], "the bad message is dropped, the rest shown"
+    assert tagged_lines(msgs) == [("stdout", a, "after-bad")], "the bad message is dropped, the rest shown"
     wait_until(
         lambda: "dropped a message from a kernel" in log.read_text(errors="replace"),
         what="pxkernel logging the dropped message",
@@ -433,54 +457,70 @@ def test_a_message_whose_header_is_not_utf8_is_dropped_and_logged(fake):
 
 
 def test_an_engine_that_never_replies_times_out_while_the_others_finish(fake):
-    _, kc, _ = fake
+    _, kc, _, (a, _) = fake
     # Python assigns; the fake engine reads the first word and hangs.
-    reply, msgs = execute(kc, "%px --targets 0,1 --timeout 3 hang = print('python done')", timeout=30)
+    reply, msgs = execute(kc, f"%px --targets 0,{a} --timeout 3 hang = print('python done')", timeout=30)
     assert reply["status"] == "error" and reply["ename"] == "CompositeError", reply
-    assert reply["evalue"] == "1 of 2 engines failed: [1:execute] timed out after 3 s"
-    assert sorted(tagged_lines(msgs, "stdout")) == [("stdout", 0, "python done"), ("stdout", 1, "hanging")]
+    assert reply["evalue"] == f"1 of 2 engines failed: [{a}:execute] timed out after 3 s"
+    assert sorted(tagged_lines(msgs, "stdout")) == [("stdout", 0, "python done"), ("stdout", a, "hanging")]
     # The hung engine still answers new requests; the kernel is usable.
-    reply, msgs = execute(kc, "%px --targets 1 print still serving", timeout=15)
+    reply, msgs = execute(kc, f"%px --targets {a} print still serving", timeout=15)
     assert reply["status"] == "ok", reply
-    assert tagged_lines(msgs) == [("stdout", 1, "still serving")]
+    assert tagged_lines(msgs) == [("stdout", a, "still serving")]
 
 
 def test_an_engine_that_ignores_an_interrupt_is_given_up_after_the_grace(fake):
-    km, kc, _ = fake
-    msg_id = kc.execute("%px --targets 1 hang")
-    seen = read_until(kc, msg_id, is_tagged("stdout", 1, "hanging"))
+    km, kc, _, (a, _) = fake
+    msg_id = kc.execute(f"%px --targets {a} hang")
+    seen = read_until(kc, msg_id, is_tagged("stdout", a, "hanging"))
     km.interrupt_kernel()
     reply, msgs = finish(kc, msg_id, seen, timeout=30)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
-    assert reply["evalue"] == "%px interrupted; engines 1 did not stop within 5 s and are still running"
-    reply, msgs = execute(kc, "%px --targets 1 print back", timeout=15)
-    assert tagged_lines(msgs) == [("stdout", 1, "back")]
+    assert reply["evalue"] == f"%px interrupted; engines {a} did not stop within 5 s and are still running"
+    reply, msgs = execute(kc, f"%px --targets {a} print back", timeout=15)
+    assert tagged_lines(msgs) == [("stdout", a, "back")]
 
 
 def test_an_engine_that_exits_mid_cell_is_reported_dead(fake):
-    _, kc, _ = fake
-    reply, msgs = execute(kc, "%px --targets 0,2 die = print('python done')", timeout=30)
+    _, kc, _, (a, _) = fake
+    reply, msgs = execute(kc, f"%px --targets 0,{a} die = print('python done')", timeout=30)
     assert reply["status"] == "error" and reply["ename"] == "CompositeError", reply
-    assert reply["evalue"] == "1 of 2 engines failed: [2:execute] died (exit code 7)"
+    assert reply["evalue"] == f"1 of 2 engines failed: [{a}:execute] died (exit code 7)"
     assert ("stdout", 0, "python done") in tagged_lines(msgs)
-    assert "[2:execute] engine 2 died (exit code 7)" in stdout_of(msgs, "stderr")
-    assert engines_table(kc)[2]["state"] == "dead (exit code 7)"
+    assert f"[{a}:execute] engine {a} died (exit code 7)" in stdout_of(msgs, "stderr")
+    assert engines_table(kc)[a]["state"] == "dead (exit code 7)"
 
 
 # -- shutdown ---------------------------------------------------------------------------
 
 
 def test_shutdown_with_busy_engines_leaves_no_process():
-    with pxkernel() as (km, kc):
+    """Engines busy in a cell, each with a process of its own (pxkernel's
+    grandchildren), and the home with one too: a shutdown request stops them all."""
+    km, kc = pxkernel_started()
+    try:
+        px = kernel_pid(km)
         start_engines(kc, 2)
         home = home_pid(kc)
+        reply, msgs = execute(kc, "import subprocess; print(subprocess.Popen(['sleep', '300']).pid)")
+        home_sleeper = int(stdout_of(msgs))
         engines = [int(r["pid"]) for r in engines_table(kc).values()]
-        msg_id = kc.execute(f"%px import os, time; print('sleeping', {ENGINE_ID}, flush=True); time.sleep(60)")
+        msg_id = kc.execute(
+            "%px import os, subprocess, time; "
+            "print('sleeper', subprocess.Popen(['sleep', '300']).pid, flush=True); time.sleep(60)"
+        )
         seen = read_until(kc, msg_id, is_tagged("stdout", 0))
         if len({e for _, e, _ in tagged_lines(seen)}) < 2:
             seen += read_until(kc, msg_id, is_tagged("stdout", 1))
-        px = kernel_pid(km)
-        family = [px, home, *engines, *descendants(px)]
-        assert set(engines) <= set(family) and all(alive(p) for p in engines)
-    # pxkernel() shut the kernel down (km.shutdown_kernel) on leaving the block.
-    assert wait_gone(family) == []
+        engine_sleepers = [int(t.split()[1]) for _, _, t in tagged_lines(seen)]
+        grandchildren = [home_sleeper, *engine_sleepers]
+        assert len(grandchildren) == 3 and set(grandchildren) <= set(descendants(px)), (grandchildren, descendants(px))
+        family = sorted({px, home, *engines, *grandchildren, *descendants(px)})
+        assert all(alive(p) for p in family)
+        # A frontend's shutdown request while the engines are busy; pxkernel must
+        # stop everything itself (jupyter_client's fallback signals its process group).
+        kc.shutdown()
+        assert wait_gone(family) == []
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
