@@ -11,7 +11,7 @@ NOTEBOOKS := quickstart parallel sql
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all setup build install demo test test-rust test-python test-notebooks lint bench clean
+.PHONY: all setup build install demo test test-rust test-python test-notebooks test-lab lint bench clean
 
 all: build
 
@@ -41,8 +41,10 @@ lint:
 test-rust:
 	cargo test --workspace --profile ci --locked
 
+# Every suite must run: under PXKERNEL_REQUIRE_ALL=1 a skipped test fails (saying
+# what is missing); -rfEs lists failures, errors and (by hand, without it) skips.
 test-python: install
-	$(PY) -m pytest -q tests/python
+	PXKERNEL_REQUIRE_ALL=1 $(PY) -m pytest -q -rfEs tests/python
 
 test-notebooks: install
 	@mkdir -p build/test-notebooks
@@ -51,8 +53,14 @@ test-notebooks: install
 	  $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.kernel_name=pxkernel \
 	    --output-dir build/test-notebooks $$nb || exit 1; \
 	done
+	$(PY) scripts/check_notebook_errors.py $(patsubst notebooks/%,build/test-notebooks/%,$(wildcard notebooks/*.ipynb))
 
-test: setup lint test-rust test-python test-notebooks
+# JupyterLab in headless Chromium and nbconvert, both started from the venv with it
+# off PATH; the tests install (and remove) their own kernelspec. Screenshots: build/lab/.
+test-lab: setup build
+	PXKERNEL_REQUIRE_ALL=1 $(PY) -m pytest -q -rs tests/lab
+
+test: setup lint test-rust test-python test-notebooks test-lab
 	@echo "==> all tests passed"
 
 bench: install

@@ -39,6 +39,8 @@ need_pkg make make
 need_pkg openssl openssl
 need_pkg /usr/lib/postgresql postgresql
 need_pkg runuser util-linux
+# Headless Chromium for the JupyterLab tests (driven by Playwright, which downloads no browser).
+need_pkg chromium chromium
 for pkg in ${EXTRA_PACKAGES:-}; do need_pkg "${pkg%%=*}" "${pkg#*=}"; done
 
 if [ ! -x "$VENV/bin/python" ]; then
