@@ -36,7 +36,7 @@ demo: install
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test-rust:
 	cargo test --workspace --profile ci --locked

@@ -173,7 +173,9 @@ mod tests {
 
     #[test]
     fn splits_at_our_line_magics_after_plain_code() {
-        let cases: &[(&str, &str, Option<(&str, &str)>)] = &[
+        // (case, cell, the split: plain code and ours)
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
             ("plain code only", "x = 1\ny = 2\n", None),
             ("a magic first is not a split", "%px a = 1\nb = 2", None),
             ("blank lines before a magic", "\n\n%px a = 1\nb = 2", None),

@@ -685,7 +685,7 @@ mod tests {
         let active = env(Path::new("/opt/other"), false);
         let system_python = env(Path::new("/usr"), false);
         let p = |s: &str| PathBuf::from(s);
-        let cases: [(&str, Option<&str>, Vec<PythonEnv>, bool, Vec<PathBuf>); 4] = [
+        let cases = [
             (
                 "a venv's Jupyter: its env before the user's",
                 None,
