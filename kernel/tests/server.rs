@@ -1,19 +1,17 @@
 //! The kernel server seen from a raw frontend: every test reads as a protocol
-//! transcript. Receives are bounded by `common::TIMEOUT` as a failure bound only;
+//! transcript. Receives are bounded by `pxkernel_testkit::TIMEOUT` as a failure bound only;
 //! nothing asserts how long anything took. Where a test must show that something
 //! did *not* happen, it relies on order (shell requests are served one at a time,
 //! and each socket delivers in order): the next message answers a later request.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{AfterRun, Frontend, fixed_complete_reply};
 use pxkernel_kernel::protocol::content::{
     CompleteReply, IopubWelcome, KernelInfoReply, Shutdown, StatusReply,
 };
 use pxkernel_kernel::server::{InputError, Stopped};
 use pxkernel_kernel::wire::DELIMITER;
+use pxkernel_testkit::{AfterRun, Config, Frontend, describe, fixed_complete_reply};
 use serde_json::json;
 
 /// Long enough to be a lower bound of "nothing came", short enough for a test suite.
@@ -296,7 +294,7 @@ fn control_kernel_info_is_answered_while_shell_is_busy() {
     fe.recv_iopub_idle(&info);
     fe.recv_control_reply(&info, "kernel_info_reply");
     // The cell cannot have finished: only an interrupt ends it.
-    assert_eq!(fe.state.interrupts(), 0);
+    assert_eq!(fe.state().interrupts(), 0);
     fe.assert_no_shell_message_within(QUIET);
 
     let interrupt = fe.send_control("interrupt_request", json!({}));
@@ -316,7 +314,7 @@ fn control_interrupt_reaches_the_handler_while_shell_is_busy() {
         .parse_content()
         .unwrap();
     assert_eq!(reply.status, "ok");
-    assert_eq!(fe.state.interrupts(), 1);
+    assert_eq!(fe.state().interrupts(), 1);
 
     // The interrupted cell ends with an error; both requests go idle.
     let seen = fe.recv_iopub_until_idle(&[&interrupt, &cell]);
@@ -519,7 +517,7 @@ fn bad_input_on_shell_is_dropped_without_reply_or_status() {
             (msg.msg_type(), msg.parent_id()),
             ("status", Some(id.as_str())),
             "after {name}: {}",
-            common::describe(&msg)
+            describe(&msg)
         );
         fe.recv_iopub_idle(&id);
         let reply = fe.recv_shell();
@@ -527,7 +525,7 @@ fn bad_input_on_shell_is_dropped_without_reply_or_status() {
             reply.parent_id(),
             Some(id.as_str()),
             "after {name}: {}",
-            common::describe(&reply)
+            describe(&reply)
         );
     }
     // Still alive and still counting from 1.
@@ -582,7 +580,7 @@ fn bad_input_on_control_is_dropped() {
     fe.recv_iopub_idle(&id);
     fe.recv_control_reply(&id, "kernel_info_reply");
     assert!(
-        fe.state.shutdowns().is_empty(),
+        fe.state().shutdowns().is_empty(),
         "a forged shutdown was obeyed"
     );
     fe.assert_server_running();
@@ -601,7 +599,7 @@ fn complete_request_is_answered_by_the_handler() {
         .parse_content()
         .unwrap();
     assert_eq!(reply, fixed_complete_reply());
-    assert_eq!(fe.state.shell_requests(), ["complete_request"]);
+    assert_eq!(fe.state().shell_requests(), ["complete_request"]);
 }
 
 #[test]
@@ -619,7 +617,7 @@ fn unknown_msg_type_on_shell_goes_to_the_handler_without_reply() {
     fe.recv_iopub_idle(&id);
     fe.recv_shell_reply(&id, "kernel_info_reply");
     assert_eq!(
-        fe.state.shell_requests(),
+        fe.state().shell_requests(),
         ["frobnicate_request", "comm_msg"]
     );
 }
@@ -679,7 +677,7 @@ fn shutdown_request_on_control_stops_the_server() {
             status: Some("ok".to_owned())
         }
     );
-    assert_eq!(fe.state.shutdowns(), [false]);
+    assert_eq!(fe.state().shutdowns(), [false]);
     assert_eq!(fe.wait_stopped(), Stopped::Shutdown { restart: false });
     assert_eq!(
         fe.recv_iopub_until_idle(&[&id]),
@@ -697,7 +695,7 @@ fn shutdown_request_with_restart_on_shell_stops_the_server() {
         .unwrap();
     assert!(reply.restart);
     assert_eq!(reply.status.as_deref(), Some("ok"));
-    assert_eq!(fe.state.shutdowns(), [true]);
+    assert_eq!(fe.state().shutdowns(), [true]);
     assert_eq!(fe.wait_stopped(), Stopped::Shutdown { restart: true });
 }
 
@@ -705,7 +703,10 @@ fn shutdown_request_with_restart_on_shell_stops_the_server() {
 fn shutdown_reply_is_delivered_when_the_runtime_ends_with_run() {
     // As in the kernel binary: the runtime is dropped as soon as Server::run returns,
     // so the reply must have left the socket tasks by then.
-    let mut fe = Frontend::start_with(AfterRun::DropRuntime);
+    let mut fe = Frontend::start_with(Config {
+        after_run: AfterRun::DropRuntime,
+        ..Config::default()
+    });
     let id = fe.send_control("shutdown_request", json!({"restart": false}));
     fe.recv_control_reply(&id, "shutdown_reply");
     assert_eq!(fe.wait_stopped(), Stopped::Shutdown { restart: false });
