@@ -4,13 +4,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use pxkernel_contract::MakeFamily;
 use pxkernel_kernel::kernelspec::NATIVE_KERNEL_NAME;
 use pxkernel_kernel::protocol::ConnectionInfo;
 use pxkernel_kernel::protocol::content::LanguageInfo;
 use pxkernel_kernel::server::{Handler, ParentWatch, Server, Stopped};
 use pxkernel_kernel::transport;
-use pxkernel_magics::install::{self, HOME_ENV, Install, LANGUAGE_INFO_ENV, Root};
-use pxkernel_magics::{Config, PxKernel};
+use pxkernel_px::PxFamily;
+use pxkernel_router::install::{self, HOME_ENV, Install, LANGUAGE_INFO_ENV, Root};
+use pxkernel_router::{Config, Router};
+use pxkernel_sql::SqlFamily;
 
 /// A Jupyter kernel that runs plain cells in a home kernel and fans %px cells out to engines.
 #[derive(Parser)]
@@ -91,6 +94,10 @@ struct UninstallArgs {
     #[arg(long, default_value = "pxkernel")]
     name: String,
 }
+
+/// The magic families the router serves, in the order `%lsmagic` lists them.
+/// Adding a family is its crate plus one line here.
+const FAMILIES: &[MakeFamily] = &[PxFamily::boxed, SqlFamily::boxed];
 
 fn init_logging() -> Result<()> {
     use tracing_subscriber::EnvFilter;
@@ -212,7 +219,7 @@ async fn serve(conn: ConnectionInfo, config: Config) -> Result<()> {
     // new parent (init) after the real one died, and never fire.
     let parent = ParentWatch::new();
     let server = Server::bind(&conn).context("binding the kernel sockets")?;
-    let kernel = PxKernel::new(config, server.publisher());
+    let kernel = Router::new(config, server.publisher(), FAMILIES);
     let run = server.run(&kernel);
     tokio::pin!(run);
     let stopped = loop {

@@ -44,7 +44,7 @@ from kernel_helpers import (
 )
 
 ENGINE_ID = "os.environ['PXKERNEL_ENGINE_ID']"
-OUTPUT_LIMIT = 16 << 20  # magics/src/px/run.rs: stream output shown per engine per cell
+OUTPUT_LIMIT = 16 << 20  # px/src/run.rs: stream output shown per engine per cell
 
 
 def failure_shown(engine):

@@ -10,17 +10,16 @@
 //!
 //! Connection files and Unix sockets go into a 0700 directory of this process
 //! in the runtime dir ([`session_dir`]), locked with `flock` for as long as the
-//! process lives. A process killed outright cannot remove its files, so each
-//! pxkernel removes the directories whose lock nobody holds any more: their
-//! owners are gone, and the kernel frees the lock with the owner's last fd.
+//! process lives; `super::session_dir` owns it, and removes the directories of
+//! pxkernels that are gone.
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -30,6 +29,8 @@ use super::{InterruptMode, KernelSpec, KernelspecError, runtime_dir, which};
 use crate::client::{self, ClientReceiver, ClientSender, HeartbeatPolicy};
 use crate::protocol::content::KernelInfoReply;
 use crate::protocol::{Channel, ConnectionInfo, new_uuid, random_key};
+
+pub use super::session_dir::{remove_session_dir, session_dir};
 
 /// How a launched kernel is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,85 +46,6 @@ pub enum Transport {
 
 /// The longest Unix socket path (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
-
-/// Prefix of the per-process directories in the runtime dir.
-const SESSION_DIR_PREFIX: &str = "pxk-";
-
-static SESSION_DIR: OnceLock<Result<(PathBuf, std::fs::File), String>> = OnceLock::new();
-
-/// This process's directory for the connection files and sockets of the kernels
-/// it starts, made (0700) and locked on first use, after removing the
-/// directories of pxkernels that are gone.
-pub fn session_dir() -> std::io::Result<&'static std::path::Path> {
-    match SESSION_DIR.get_or_init(|| make_session_dir(&runtime_dir()).map_err(|e| e.to_string())) {
-        Ok((dir, _lock)) => Ok(dir),
-        Err(e) => Err(std::io::Error::other(e.clone())),
-    }
-}
-
-/// Remove this process's directory, once the kernels it started have stopped.
-pub fn remove_session_dir() {
-    if let Some(Ok((dir, _lock))) = SESSION_DIR.get() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
-
-fn make_session_dir(runtime: &std::path::Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(runtime)?;
-    remove_abandoned(runtime);
-    // Made and locked under a name no sweep takes, then renamed into place, so
-    // another pxkernel's sweep never sees it unlocked.
-    let id = &new_uuid()[..8];
-    let making = runtime.join(format!(".{SESSION_DIR_PREFIX}{id}"));
-    let dir = runtime.join(format!("{SESSION_DIR_PREFIX}{id}"));
-    std::fs::DirBuilder::new().mode(0o700).create(&making)?;
-    let lock = std::fs::File::open(&making)?;
-    if !try_lock(&lock) {
-        return Err(std::io::Error::other(format!(
-            "cannot lock {}",
-            making.display()
-        )));
-    }
-    std::fs::rename(&making, &dir)?;
-    Ok((dir, lock))
-}
-
-/// Take an exclusive `flock` without waiting; held until the file is closed.
-fn try_lock(file: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain syscall on a descriptor we own.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
-
-/// Remove the session directories in `runtime` whose owner is gone (nobody holds
-/// their lock). Returns how many went.
-fn remove_abandoned(runtime: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(runtime) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_session = name
-            .to_str()
-            .is_some_and(|n| n.starts_with(SESSION_DIR_PREFIX));
-        if !is_session || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(dir) = std::fs::File::open(&path) else {
-            continue;
-        };
-        if try_lock(&dir) && std::fs::remove_dir_all(&path).is_ok() {
-            tracing::info!("removed {} left by a pxkernel that is gone", path.display());
-            removed += 1;
-        }
-    }
-    removed
-}
 
 /// Whether the kernelspec runs ipykernel itself, which honours `"transport": "ipc"`.
 fn accepts_ipc(spec: &KernelSpec) -> bool {
@@ -585,106 +507,4 @@ pub fn reserve_for_test(n: usize) -> Vec<u16> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-
-    #[test]
-    fn env_expansion() {
-        // SAFETY: test-only, this variable is read by no other test.
-        unsafe { std::env::set_var("PXK_TEST_VAR", "v") };
-        assert_eq!(expand_env("a${PXK_TEST_VAR}b"), "avb");
-        assert_eq!(expand_env("${PXK_NO_SUCH_VAR_X}"), "");
-        assert_eq!(expand_env("open ${ no end"), "open ${ no end");
-    }
-
-    #[test]
-    fn only_ipykernel_gets_unix_sockets() {
-        let spec = |argv: &str| KernelSpec {
-            name: "k".to_owned(),
-            dir: PathBuf::from("/nonexistent"),
-            json: serde_json::from_str(&format!(r#"{{"argv":{argv},"display_name":"K"}}"#))
-                .unwrap(),
-            native_python: None,
-        };
-        let cases = [
-            (
-                "python3 kernelspec",
-                r#"["python","-m","ipykernel_launcher","-f","{connection_file}"]"#,
-                true,
-            ),
-            (
-                "old ipykernel form",
-                r#"["python","-m","ipykernel","-f","{connection_file}"]"#,
-                true,
-            ),
-            (
-                "launcher by path",
-                r#"["/x/ipykernel_launcher.py","-f","{connection_file}"]"#,
-                true,
-            ),
-            (
-                "bash_kernel",
-                r#"["python","-m","bash_kernel","-f","{connection_file}"]"#,
-                false,
-            ),
-            (
-                "IRkernel",
-                r#"["R","--slave","-e","IRkernel::main()","--args","{connection_file}"]"#,
-                false,
-            ),
-        ];
-        for (name, argv, want) in cases {
-            assert_eq!(accepts_ipc(&spec(argv)), want, "{name}");
-        }
-    }
-
-    #[test]
-    fn python_names() {
-        for (name, yes) in [
-            ("python", true),
-            ("python3", true),
-            ("python3.11", true),
-            ("python3.x", false),
-            ("/usr/bin/python3", false),
-            ("bash", false),
-        ] {
-            assert_eq!(is_python(name), yes, "{name}");
-        }
-    }
-
-    #[test]
-    fn reserved_ports_are_distinct_across_calls() {
-        let a = reserve_for_test(5);
-        let b = reserve_for_test(5);
-        let all: HashSet<u16> = a.iter().chain(&b).copied().collect();
-        assert_eq!(all.len(), 10);
-    }
-
-    #[test]
-    fn directories_of_gone_processes_are_removed_and_live_ones_kept() {
-        let runtime = tempfile::tempdir().unwrap();
-        let (live, _held) = make_session_dir(runtime.path()).unwrap();
-        std::fs::write(live.join("kernel-a.json"), "{}").unwrap();
-        // A pxkernel killed outright: its directory and files remain, unlocked.
-        let gone = runtime.path().join("pxk-deadbeef");
-        std::fs::create_dir(&gone).unwrap();
-        std::fs::write(gone.join("kernel-b.json"), "{}").unwrap();
-        std::fs::write(gone.join("b-1"), "").unwrap();
-        // Not ours: kept whatever its name.
-        let theirs = runtime.path().join("kernel-123.json");
-        std::fs::write(&theirs, "{}").unwrap();
-
-        assert_eq!(remove_abandoned(runtime.path()), 1);
-        assert!(!gone.exists());
-        assert!(live.join("kernel-a.json").is_file());
-        assert!(theirs.is_file());
-
-        // A second process's start removes nothing that lives.
-        let (other, _other_lock) = make_session_dir(runtime.path()).unwrap();
-        assert!(live.is_dir() && other.is_dir() && other != live);
-        drop(_held);
-        assert_eq!(remove_abandoned(runtime.path()), 1);
-        assert!(!live.exists() && other.is_dir());
-    }
-}
+mod tests;
