@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! x = 5
-//! %px print("on every engine")
-//! df << %sql SELECT 1
+//! %px print("on every engine")      # a line magic of a family
+//! df << %sql SELECT 1               # a line a family claims
 //! ```
 //!
 //! These pure functions find where a family's line (a line magic of ours, or a
@@ -69,18 +69,19 @@ mod tests {
         }
     }
 
-    /// Ours in these cases: `%px`, `%sql`, and the claimed `NAME << %sql`.
+    /// Ours in these cases: two families' line magics `%fan` and `%query`, and a
+    /// claimed `NAME << %query` line.
     fn ours(line: &str) -> bool {
         use pxkernel_contract::parse::{Invocation, invocation};
         match invocation(line) {
             Some(Invocation::Line { name, .. }) => {
-                line.starts_with('%') && matches!(name, "px" | "sql")
+                line.starts_with('%') && matches!(name, "fan" | "query")
             }
             Some(_) => false,
             None => line.split_once("<<").is_some_and(|(name, rest)| {
                 !name.trim().is_empty()
                     && name.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
-                    && rest.trim_start().starts_with("%sql")
+                    && rest.trim_start().starts_with("%query")
             }),
         }
     }
@@ -91,40 +92,40 @@ mod tests {
         type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
         let cases: &[Case] = &[
             ("plain code only", "x = 1\ny = 2\n", None),
-            ("a magic first is not a split", "%px a = 1\nb = 2", None),
-            ("blank lines before a magic", "\n\n%px a = 1\nb = 2", None),
+            ("a magic first is not a split", "%fan a = 1\nb = 2", None),
+            ("blank lines before a magic", "\n\n%fan a = 1\nb = 2", None),
             (
-                "px after code",
-                "x = 1\n%px print(x)\ny = 2",
-                Some(("x = 1\n", "%px print(x)\ny = 2")),
+                "ours after code",
+                "x = 1\n%fan print(x)\ny = 2",
+                Some(("x = 1\n", "%fan print(x)\ny = 2")),
             ),
             (
                 "store form after code",
-                "n = 3\ndf << %sql SELECT :n\n",
-                Some(("n = 3\n", "df << %sql SELECT :n\n")),
+                "n = 3\ndf << %query SELECT :n\n",
+                Some(("n = 3\n", "df << %query SELECT :n\n")),
             ),
             (
                 "the first of several magics",
-                "a\n%sql SELECT 1\n%px b\n",
-                Some(("a\n", "%sql SELECT 1\n%px b\n")),
+                "a\n%query SELECT 1\n%fan b\n",
+                Some(("a\n", "%query SELECT 1\n%fan b\n")),
             ),
             (
                 "indented: inside a block",
-                "for i in x:\n    %px f(i)\n",
+                "for i in x:\n    %fan f(i)\n",
                 None,
             ),
             ("a magic the home kernel owns", "x = 1\n%timeit f()\n", None),
             (
                 "a cell magic mid-cell is the home's",
-                "x = 1\n%%px\nf()\n",
+                "x = 1\n%%fan\nf()\n",
                 None,
             ),
-            ("continued line", "x = 1 + \\\n%px\n", None),
+            ("continued line", "x = 1 + \\\n%fan\n", None),
             ("shift, not a store form", "y = 1\nx << 2\n", None),
             (
                 "CRLF line ends",
-                "x = 1\r\n%px f()\r\n",
-                Some(("x = 1\r\n", "%px f()\r\n")),
+                "x = 1\r\n%fan f()\r\n",
+                Some(("x = 1\r\n", "%fan f()\r\n")),
             ),
         ];
         for (name, code, want) in cases {

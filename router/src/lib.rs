@@ -10,7 +10,7 @@
 //! - [`lsmagic`]: the router's own magic.
 //! - [`install`]: the kernelspec pxkernel installs.
 //!
-//! The families themselves (px, sql) are crates of their own, handed to
+//! The families themselves are crates of their own, handed to
 //! [`Router::new`] as a list; this crate names none of them.
 
 pub mod cells;

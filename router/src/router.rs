@@ -148,7 +148,7 @@ impl Router {
     }
 
     /// Run `code` (the cell, or what is left of it): our magics here, the rest
-    /// at home or with the family that takes plain cells (`%autopx`).
+    /// at home or with the family that takes plain cells while it does.
     fn execute_code<'a>(
         &'a self,
         req: &'a Request,
