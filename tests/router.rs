@@ -350,3 +350,34 @@ fn a_px_local_cell_runs_on_the_engines_and_at_home() {
     assert_eq!(engines[0].state().executed(), ["print:everywhere"]);
     assert_eq!(px.home.state().executed(), ["print:everywhere"]);
 }
+
+#[test]
+fn attached_engines_follow_their_origin_when_stopped_or_restarted() {
+    let mut px = Pxkernel::start();
+    let engines = px.engines(1);
+    let (outputs, reply) = px.run("%engines restart 0");
+    assert_eq!(reply["status"], "error");
+    let err = error_of(&outputs);
+    assert!(
+        err["evalue"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot restart"),
+        "{err}"
+    );
+    let (_, reply) = px.run("%engines stop 0");
+    assert_eq!(reply["status"], "ok", "{reply}");
+    engines[0].assert_running();
+    assert!(
+        engines[0].state().shutdowns().is_empty(),
+        "an attached engine is let go, not shut down"
+    );
+    let (outputs, _) = px.run("%px print:x");
+    assert!(
+        error_of(&outputs)["evalue"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no engines"),
+        "{outputs:?}"
+    );
+}

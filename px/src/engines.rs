@@ -221,14 +221,7 @@ impl Engines {
         };
         let mut set = JoinSet::new();
         for e in engines {
-            set.spawn_local(async move {
-                if e.origin.owns_process() {
-                    e.link.shutdown(Duration::from_secs(1)).await;
-                } else {
-                    // We did not start it: let it go, running.
-                    e.link.detach();
-                }
-            });
+            set.spawn_local(async move { e.origin.launcher().stop(&e.link).await });
         }
         while set.join_next().await.is_some() {}
     }
@@ -238,9 +231,9 @@ impl Engines {
         let engines: Vec<Rc<Engine>> = ids.iter().filter_map(|id| self.get(*id)).collect();
         let mut relaunch = Vec::new();
         for e in engines {
-            match e.origin.relauncher() {
-                Some(launcher) => relaunch.push((e, launcher)),
-                None => {
+            match e.origin.launcher() {
+                launcher if launcher.restarts() => relaunch.push((e, launcher)),
+                _ => {
                     return Err(EngineError::NotRestartable {
                         id: e.id,
                         file: e
@@ -255,7 +248,7 @@ impl Engines {
         let mut set = JoinSet::new();
         for (e, launcher) in relaunch {
             set.spawn_local(async move {
-                e.link.shutdown(Duration::from_secs(1)).await;
+                launcher.stop(&e.link).await;
                 let result = launcher
                     .launch(&[e.id], timeout)
                     .await

@@ -1,6 +1,7 @@
-//! Where engines come from. An engine knows its [`Origin`]; a [`Launcher`]
-//! yields running engines for the ids it is given, and says how they are
-//! watched (its heartbeat policy). [`LocalLauncher`] starts kernels from a
+//! Where engines come from. An engine knows its [`Origin`], and the origin its
+//! [`Launcher`]: a launcher yields running engines for the ids it is given,
+//! stops them, says whether it can start one again, and how they are watched
+//! (its heartbeat policy). [`LocalLauncher`] starts kernels from a
 //! kernelspec on this machine; [`Attach`] connects to kernels that already run,
 //! by their connection files. Launchers to come (SSH hosts, Slurm, MPI) only
 //! produce something the client connects to, and plug in here.
@@ -34,19 +35,12 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Whether stopping the engine ends its process (else it is only let go).
-    pub fn owns_process(&self) -> bool {
+    /// The launcher of an engine of this origin: it stops the engine, and
+    /// starts it again when it can.
+    pub fn launcher(&self) -> Box<dyn Launcher> {
         match self {
-            Origin::Local(_) => true,
-            Origin::Attached(_) => false,
-        }
-    }
-
-    /// A launcher that starts this engine afresh, when pxkernel can.
-    pub fn relauncher(&self) -> Option<Box<dyn Launcher>> {
-        match self {
-            Origin::Local(spec) => Some(Box::new(LocalLauncher::new(spec.clone()))),
-            Origin::Attached(_) => None,
+            Origin::Local(spec) => Box::new(LocalLauncher::new(spec.clone())),
+            Origin::Attached(file) => Box::new(Attach::new(std::slice::from_ref(file))),
         }
     }
 
@@ -91,6 +85,16 @@ pub trait Launcher {
     /// Start the engines with these ids, all at once; each id with its result.
     /// A failure is the message that names the engine (or file) and why.
     fn launch<'a>(&'a self, ids: &'a [u32], timeout: Duration) -> LocalFuture<'a, Launches>;
+
+    /// Whether it can start an engine again (`%engines restart`).
+    fn restarts(&self) -> bool {
+        true
+    }
+
+    /// Stop an engine it launched: ask it to shut down, then end its process.
+    fn stop<'a>(&'a self, link: &'a Link) -> LocalFuture<'a, ()> {
+        Box::pin(link.shutdown(Duration::from_secs(1)))
+    }
 }
 
 /// Engines started here from a kernelspec.
@@ -200,6 +204,16 @@ impl Launcher for Attach {
 
     fn numbers_at_launch(&self) -> bool {
         false
+    }
+
+    fn restarts(&self) -> bool {
+        false
+    }
+
+    /// pxkernel did not start it: let it go, running.
+    fn stop<'a>(&'a self, link: &'a Link) -> LocalFuture<'a, ()> {
+        link.detach();
+        Box::pin(async {})
     }
 
     fn launch<'a>(&'a self, ids: &'a [u32], timeout: Duration) -> LocalFuture<'a, Launches> {
