@@ -78,6 +78,19 @@ impl Pxkernel {
     }
 }
 
+/// Wait (bounded) until `kernel` has begun to run a cell.
+#[track_caller]
+fn wait_until_running(kernel: &FakeKernel, who: &str) {
+    let deadline = std::time::Instant::now() + pxkernel_testkit::TIMEOUT;
+    while kernel.state().executed().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{who} never ran the cell"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn text_of(outputs: &[(String, serde_json::Value)], name: &str) -> String {
     outputs
         .iter()
@@ -199,14 +212,7 @@ fn an_interrupt_reaches_the_engines_of_a_running_px_and_not_the_home() {
     let id = px.fe.send_execute("%px sleep:60000");
     px.fe.recv_iopub_busy(&id);
     // Once the engine runs the cell, interrupt pxkernel.
-    let deadline = std::time::Instant::now() + pxkernel_testkit::TIMEOUT;
-    while engines[0].state().executed().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the engine never ran the cell"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until_running(&engines[0], "the engine");
     let interrupt = px.fe.send_control("interrupt_request", json!({}));
     px.fe.recv_control_reply(&interrupt, "interrupt_reply");
     let reply = px.fe.recv_shell_execute_reply(&id);
@@ -220,14 +226,7 @@ fn an_interrupt_with_no_magic_running_goes_home() {
     let mut px = Pxkernel::start();
     let id = px.fe.send_execute("sleep:60000");
     px.fe.recv_iopub_busy(&id);
-    let deadline = std::time::Instant::now() + pxkernel_testkit::TIMEOUT;
-    while px.home.state().executed().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the home never ran the cell"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until_running(&px.home, "the home");
     let interrupt = px.fe.send_control("interrupt_request", json!({}));
     px.fe.recv_control_reply(&interrupt, "interrupt_reply");
     let reply = px.fe.recv_shell_execute_reply(&id);
