@@ -42,13 +42,11 @@ same process), never by name.
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,7 +56,7 @@ import psutil
 import zmq
 
 from benchlib import (CpuMeter, KernelProcess, Noise, cleanup, install_cleanup, line, log,
-                      mem_of, pct, stats, track)
+                      mem_of, pct, stats, track, bench_env, install_pxkernel)
 
 REPO = Path(__file__).resolve().parent.parent
 PRINT100_OUT = "x" * 100 + "\n"
@@ -112,50 +110,21 @@ def setup(tmp, bins, python):
     """Copy the binaries into TMP, write a python3 kernelspec (this Python's ipykernel)
     and install each binary as kernelspec pxk-a / pxk-b under TMP, both with that
     python3 as home. Returns (env, {side: spec})."""
-    data = tmp / "share" / "jupyter"
-    py_dir = data / "kernels" / "python3"
-    py_dir.mkdir(parents=True)
-    (py_dir / "kernel.json").write_text(json.dumps({
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python",
-        "metadata": {"debugger": True},
-    }))
-    env = dict(os.environ)
-    for var in ("PXKERNEL_LOG", "PXKERNEL_LOG_FILE", "PXKERNEL_HOME", "PXKERNEL_LANGUAGE_INFO",
-                "PXKERNEL_HOME_SPEC", "PXKERNEL_HOME_PYTHON"):
-        env.pop(var, None)
-    env.update(
-        JUPYTER_PATH=str(data),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        JUPYTER_DATA_DIR=str(tmp / "data"),
-        JUPYTER_CONFIG_DIR=str(tmp / "config"),
-        IPYTHONDIR=str(tmp / "ipython"),
-        # the Python's bin dir first, so that `python3` (the home) is found there
-        PATH=os.path.dirname(python) + os.pathsep + env.get("PATH", ""),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    env, _ = bench_env(
+        tmp, python,
         OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
     )
-    for d in ("runtime", "data", "config", "ipython", "work"):
-        (tmp / d).mkdir(exist_ok=True)
     specs = {}
     for side in SIDES:
         d = tmp / f"bin-{side}"
         d.mkdir()
         exe = d / "pxkernel"
         shutil.copy2(bins[side], exe)
-        name = f"pxk-{side}"
-        r = subprocess.run([str(exe), "install", "--prefix", str(tmp), "--name", name], env=env,
-                           cwd=str(tmp), capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            raise RuntimeError(f"{side}: pxkernel install failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-        if r.stderr.strip():
-            log(f"{side}: pxkernel install:", r.stderr.strip())
-        kd = data / "kernels" / name
-        spec = json.loads((kd / "kernel.json").read_text())
-        spec["dir"] = str(kd)
+        spec = install_pxkernel(exe, tmp, env, name=f"pxk-{side}", label=side)
         spec["exe"] = str(exe)
         specs[side] = spec
     return env, specs
+
 
 
 def kernel_env(env, tmp, side):

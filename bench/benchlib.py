@@ -4,6 +4,7 @@ recorded with its create time and, if still alive at the end, killed by PID,
 never by name)."""
 
 import atexit
+import json
 import os
 import signal
 import statistics
@@ -491,3 +492,59 @@ class KernelProcess:
             pass
         self.proc = None
         return result
+
+
+# ---------------------------------------------------------------------------
+# kernelspecs and the environment every script's kernels run in
+# ---------------------------------------------------------------------------
+
+def bench_env(tmp, python, drop=(), **extra):
+    """A python3 kernelspec (this Python's ipykernel) under TMP/share/jupyter, and the
+    environment that finds it first: temp Jupyter and IPython dirs under TMP, this
+    Python's bin dir first on PATH (the home `python3`), without the variables in
+    DROP or pxkernel's own settings, with EXTRA set. Returns (env, the data dir)."""
+    data = tmp / "share" / "jupyter"
+    py_dir = data / "kernels" / "python3"
+    py_dir.mkdir(parents=True)
+    (py_dir / "kernel.json").write_text(json.dumps({
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python",
+        "metadata": {"debugger": True},
+    }))
+    env = dict(os.environ)
+    for var in ("PXKERNEL_LOG", "PXKERNEL_LOG_FILE", "PXKERNEL_HOME", "PXKERNEL_LANGUAGE_INFO",
+                "PXKERNEL_HOME_SPEC", "PXKERNEL_HOME_PYTHON", *drop):
+        env.pop(var, None)
+    env.update(
+        JUPYTER_PATH=str(data),
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        JUPYTER_DATA_DIR=str(tmp / "data"),
+        JUPYTER_CONFIG_DIR=str(tmp / "config"),
+        IPYTHONDIR=str(tmp / "ipython"),
+        PATH=os.path.dirname(python) + os.pathsep + env.get("PATH", ""),
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+        **extra,
+    )
+    for d in ("runtime", "data", "config", "ipython", "work"):
+        (tmp / d).mkdir(exist_ok=True)
+    return env, data
+
+
+def kernelspec_of(data, name):
+    """The kernel.json of kernelspec NAME under DATA, with its directory as "dir"."""
+    d = data / "kernels" / name
+    spec = json.loads((d / "kernel.json").read_text())
+    spec["dir"] = str(d)
+    return spec
+
+
+def install_pxkernel(exe, tmp, env, name="pxkernel", label="pxkernel"):
+    """`EXE install --prefix TMP --name NAME` in ENV; its warnings are logged.
+    Returns the installed kernelspec."""
+    r = subprocess.run([str(exe), "install", "--prefix", str(tmp), "--name", name], env=env,
+                       cwd=str(tmp), capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"{label}: pxkernel install failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    if r.stderr.strip():
+        log(f"{label}: pxkernel install:", r.stderr.strip())
+    return kernelspec_of(tmp / "share" / "jupyter", name)

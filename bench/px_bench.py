@@ -59,7 +59,7 @@ import zmq
 
 from benchlib import (CpuMeter, KernelProcess, Noise, _live, _tracked, cleanup, install_cleanup,
                       kill_by_pid, line, log, mem_of, pct, stats, stop_tree, track, track_tree,
-                      wait_gone)
+                      wait_gone, bench_env, install_pxkernel, kernelspec_of)
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMS = ("pxkernel", "ipyparallel", "floor")
@@ -343,42 +343,14 @@ def check_ipp(r, n, cell):
 def setup(tmp, pxkernel, python):
     """A python3 kernelspec (this Python's ipykernel) and a pxkernel kernelspec whose
     home is that python3, both under TMP/share/jupyter; returns (env, specs)."""
-    data = tmp / "share" / "jupyter"
-    py_dir = data / "kernels" / "python3"
-    py_dir.mkdir(parents=True)
-    (py_dir / "kernel.json").write_text(json.dumps({
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python",
-        "metadata": {"debugger": True},
-    }))
-    env = dict(os.environ)
-    for var in ("PXKERNEL_LOG", "PXKERNEL_LOG_FILE", "PXKERNEL_HOME", "PXKERNEL_LANGUAGE_INFO",
-                "IPP_NONINTERACTIVE", "IPP_PROFILE"):
-        env.pop(var, None)
-    env.update(
-        JUPYTER_PATH=str(data),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        JUPYTER_DATA_DIR=str(tmp / "data"),
-        JUPYTER_CONFIG_DIR=str(tmp / "config"),
-        IPYTHONDIR=str(tmp / "ipython"),
-        PATH=os.path.dirname(python) + os.pathsep + env.get("PATH", ""),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    env, data = bench_env(
+        tmp, python, drop=("IPP_NONINTERACTIVE", "IPP_PROFILE"),
         # one BLAS/OpenMP thread per process, the same for every system
         OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
     )
-    for d in ("runtime", "data", "config", "ipython", "work"):
-        (tmp / d).mkdir(exist_ok=True)
-    r = subprocess.run([pxkernel, "install", "--prefix", str(tmp)], env=env, cwd=str(tmp),
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise RuntimeError(f"pxkernel install failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    specs = {}
-    for name in ("pxkernel", "python3"):
-        d = data / "kernels" / name
-        spec = json.loads((d / "kernel.json").read_text())
-        spec["dir"] = str(d)
-        specs[name] = spec
+    specs = {"pxkernel": install_pxkernel(pxkernel, tmp, env), "python3": kernelspec_of(data, "python3")}
     return env, specs
+
 
 
 def system_env(env, tmp, tag):
