@@ -99,6 +99,14 @@ fn text_of(outputs: &[(String, serde_json::Value)], name: &str) -> String {
         .collect()
 }
 
+/// The message of the cell's one error output.
+fn evalue_of(outputs: &[(String, serde_json::Value)]) -> String {
+    error_of(outputs)["evalue"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn error_of(outputs: &[(String, serde_json::Value)]) -> serde_json::Value {
     let errors: Vec<_> = outputs.iter().filter(|(t, _)| t == "error").collect();
     assert_eq!(errors.len(), 1, "one error output: {outputs:?}");
@@ -258,10 +266,7 @@ fn sql_runs_in_the_router_and_its_claimed_line_is_routed_to_it() {
     let (outputs, reply) = px.run("rows << %sql SELECT 1");
     assert_eq!(reply["status"], "error");
     assert!(
-        error_of(&outputs)["evalue"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Python home kernel"),
+        evalue_of(&outputs).contains("Python home kernel"),
         "{outputs:?}"
     );
     assert!(px.home.state().executed().is_empty(), "nothing went home");
@@ -279,13 +284,7 @@ fn usage_errors_are_one_error_output() {
         "{err}"
     );
     let (outputs, _) = px.run("%px print:x");
-    assert!(
-        error_of(&outputs)["evalue"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("no engines"),
-        "{outputs:?}"
-    );
+    assert!(evalue_of(&outputs).contains("no engines"), "{outputs:?}");
 }
 
 #[test]
@@ -372,11 +371,5 @@ fn attached_engines_follow_their_origin_when_stopped_or_restarted() {
         "an attached engine is let go, not shut down"
     );
     let (outputs, _) = px.run("%px print:x");
-    assert!(
-        error_of(&outputs)["evalue"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("no engines"),
-        "{outputs:?}"
-    );
+    assert!(evalue_of(&outputs).contains("no engines"), "{outputs:?}");
 }

@@ -233,6 +233,8 @@ mod tests {
             ("python3.x", false),
             ("python2", false),
             ("jupyter-lab", false),
+            ("bash", false),
+            ("/usr/bin/python3", false),
         ] {
             assert_eq!(is_python_name(name), yes, "{name}");
         }

@@ -160,14 +160,6 @@ fn reserve_ports(ip: &str, n: usize) -> std::io::Result<(Vec<u16>, Vec<TcpListen
     Ok((ports, listeners))
 }
 
-fn is_python(arg0: &str) -> bool {
-    arg0 == "python"
-        || arg0 == "python3"
-        || arg0
-            .strip_prefix("python3.")
-            .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit()))
-}
-
 impl RunningKernel {
     /// Start the kernel process (without connecting to it).
     pub fn launch(
@@ -234,7 +226,7 @@ impl RunningKernel {
             })
             .collect();
         argv.extend(opts.extra_args.iter().cloned());
-        if is_python(&argv[0])
+        if super::environment::is_python_name(&argv[0])
             && let Some(local) = spec
                 .prefix()
                 .map(|p| p.join("bin").join(&argv[0]))
