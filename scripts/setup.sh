@@ -39,6 +39,14 @@ need_pkg make make
 need_pkg openssl openssl
 need_pkg /usr/lib/postgresql postgresql
 need_pkg runuser util-linux
+# Test hosts for the SSH suites: network namespaces, each with its own sshd and user.
+need_pkg /usr/sbin/sshd openssh-server
+need_pkg ssh openssh-client
+need_pkg ip iproute2
+need_pkg unshare util-linux
+need_pkg useradd passwd
+# (the hosts run engines from a venv made with Debian's python3, which needs ensurepip)
+need_pkg "$(/usr/bin/python3 -c 'import sys; print(f"/usr/lib/python3.{sys.version_info.minor}/ensurepip")' 2>/dev/null || echo /usr/lib/python3/ensurepip)" python3-venv
 # Headless Chromium for the JupyterLab tests (driven by Playwright, which downloads no browser).
 need_pkg chromium chromium
 for pkg in ${EXTRA_PACKAGES:-}; do need_pkg "${pkg%%=*}" "${pkg#*=}"; done

@@ -14,6 +14,7 @@ use pxkernel_px::PxFamily;
 use pxkernel_router::install::{self, HOME_ENV, Install, LANGUAGE_INFO_ENV, Root};
 use pxkernel_router::{Config, Router};
 use pxkernel_sql::SqlFamily;
+use pxkernel_ssh::SshFamily;
 
 /// A Jupyter kernel that runs plain cells in a home kernel and fans %px cells out to engines.
 #[derive(Parser)]
@@ -31,6 +32,13 @@ enum Command {
     Install(InstallArgs),
     /// Remove an installed pxkernel kernelspec.
     Uninstall(UninstallArgs),
+    /// Answer an ssh prompt through the notebook (ssh runs this as SSH_ASKPASS).
+    #[command(hide = true)]
+    Askpass {
+        /// The prompt ssh shows.
+        #[arg(default_value = "")]
+        prompt: String,
+    },
 }
 
 #[derive(Args)]
@@ -95,9 +103,10 @@ struct UninstallArgs {
     name: String,
 }
 
-/// The magic families the router serves, in the order `%lsmagic` lists them.
-/// Adding a family is its crate plus one line here.
-const FAMILIES: &[MakeFamily] = &[PxFamily::boxed, SqlFamily::boxed];
+/// The magic families the router serves, in the order `%lsmagic` lists them
+/// and shutdown stops them: ssh last, so engines on ssh hosts stop before their
+/// connections close. Adding a family is its crate plus one line here.
+const FAMILIES: &[MakeFamily] = &[PxFamily::boxed, SqlFamily::boxed, SshFamily::boxed];
 
 fn init_logging() -> Result<()> {
     use tracing_subscriber::EnvFilter;
@@ -131,8 +140,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Askpass { prompt } = &cli.command {
+        std::process::exit(pxkernel_ssh::askpass::client(prompt));
+    }
     init_logging()?;
     match cli.command {
+        // Answered above, before logging is set up.
+        Command::Askpass { .. } => Ok(()),
         Command::Kernel(args) => run_kernel(args),
         Command::Install(args) => run_install(args),
         Command::Uninstall(args) => {

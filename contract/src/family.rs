@@ -20,6 +20,7 @@ use pxkernel_kernel::server::{ExecuteOutcome, Request};
 
 use crate::error::MagicError;
 use crate::home::Home;
+use crate::shared::Shared;
 use crate::spec::{Completion, MagicSpec};
 
 /// A boxed future of a family's work, run on pxkernel's one thread.
@@ -104,11 +105,18 @@ pub trait Family {
         Interrupted::Nothing
     }
 
-    /// Stop everything it holds: processes, connections. Called once, at the end.
+    /// What it has to tell the user before the next cell runs, once each (a tunnel
+    /// that dropped and came back). The router shows them on that cell's stderr.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Stop everything it holds: processes, connections. Called once, at the end,
+    /// in the order the families were listed.
     fn shutdown(&self) -> LocalFuture<'_, ()> {
         Box::pin(async {})
     }
 }
 
-/// Makes a family, given the home kernel it may use.
-pub type MakeFamily = fn(&Rc<Home>) -> Box<dyn Family>;
+/// Makes a family, given the home kernel it may use and what families share.
+pub type MakeFamily = fn(&Rc<Home>, &Shared) -> Box<dyn Family>;

@@ -11,6 +11,7 @@
 //! - [`display`]: MIME-bundle builders (tables, definition lists, pager text).
 //! - [`home`]: the proxied home kernel (start, relay both ways, restart, stop).
 //! - [`link`]: a connection to a kernel we drive, routing what it sends by request.
+//! - [`shared`]: values families share without naming each other (ssh connections).
 //!
 //! A family crate depends on this crate and on no other family; the router
 //! depends on this crate and on no family.
@@ -26,9 +27,11 @@ pub mod family;
 pub mod home;
 pub mod link;
 pub mod parse;
+pub mod shared;
 pub mod spec;
 
 pub use error::{MagicError, outcome, report};
 pub use family::{Call, Claim, Family, Interrupted, LocalFuture, MakeFamily};
 pub use home::{Home, HomeError};
+pub use shared::Shared;
 pub use spec::{Completion, CompletionKind, Form, Index, MagicSpec};

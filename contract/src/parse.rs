@@ -316,6 +316,15 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// The candidate closest to a mistyped `word`, if one is within two edits.
+pub fn closest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .map(|c| (distance(word, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, c)| c)
+}
+
 /// Parse `args` against `specs`. `--` ends options; everything after is positional.
 pub fn parse_options(
     magic: &str,
@@ -344,12 +353,7 @@ pub fn parse_options(
                     ParseError::UnknownOption {
                         magic: magic.to_owned(),
                         option: format!("--{name}"),
-                        suggestion: specs
-                            .iter()
-                            .map(|s| (distance(name, s.long), s.long))
-                            .filter(|(d, _)| *d <= 2)
-                            .min()
-                            .map(|(_, s)| s.to_owned()),
+                        suggestion: closest(name, specs.iter().map(|s| s.long)).map(str::to_owned),
                     }
                 })?;
                 (spec, inline)

@@ -31,7 +31,7 @@ impl PxFamily {
     }
 
     /// The family as the router takes it.
-    pub fn boxed(home: &Rc<Home>) -> Box<dyn Family> {
+    pub fn boxed(home: &Rc<Home>, _shared: &pxkernel_contract::Shared) -> Box<dyn Family> {
         Box::new(PxFamily::new(home))
     }
 

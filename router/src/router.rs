@@ -17,7 +17,7 @@ use pxkernel_contract::home::Forward;
 use pxkernel_contract::parse::{Invocation, invocation};
 use pxkernel_contract::{
     Call, Claim, CompletionKind, Family, Home, Index, Interrupted, MagicError, MagicSpec,
-    MakeFamily, outcome,
+    MakeFamily, Shared, outcome,
 };
 use pxkernel_kernel::kernelspec::Location;
 use pxkernel_kernel::protocol::content::{
@@ -70,7 +70,9 @@ impl Router {
 
     /// A router over a home kernel made elsewhere (tests attach one that already runs).
     pub fn with_home(config: Config, home: Rc<Home>, families: &[MakeFamily]) -> Router {
-        let families: Vec<Box<dyn Family>> = families.iter().map(|make| make(&home)).collect();
+        let shared = Shared::default();
+        let families: Vec<Box<dyn Family>> =
+            families.iter().map(|make| make(&home, &shared)).collect();
         let mut specs: Vec<&'static MagicSpec> = vec![&LSMAGIC];
         let mut owners = vec![(LSMAGIC.name, Owner::Router)];
         for (i, family) in families.iter().enumerate() {
@@ -401,6 +403,11 @@ impl Handler for Router {
     }
 
     async fn execute(&self, req: &Request, content: &ExecuteRequest) -> ExecuteOutcome {
+        for family in &self.families {
+            for notice in family.notices() {
+                req.stream("stderr", &format!("pxkernel: {notice}\n"));
+            }
+        }
         self.execute_code(req, content, &content.code).await
     }
 

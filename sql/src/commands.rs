@@ -26,6 +26,8 @@ use super::value::{Outcome, Rows, table};
 use pxkernel_contract::MagicError;
 use pxkernel_contract::home::Home;
 use pxkernel_contract::parse::{OptSpec, ParseError, Takes, parse_leading};
+use pxkernel_ssh::Ssh;
+use pxkernel_ssh::master::Settings;
 
 /// The options of `%sql` / `%%sql`.
 pub const SPECS: &[OptSpec] = &[
@@ -65,6 +67,12 @@ pub const SPECS: &[OptSpec] = &[
         Takes::Value("NAME"),
         "store the full result in the home kernel as NAME",
     ),
+    OptSpec::new(
+        "ssh",
+        None,
+        Takes::Value("DEST"),
+        "with a URL: reach the database through an SSH tunnel via DEST ([user@]host[:port])",
+    ),
 ];
 
 /// How to stop the statement that runs now.
@@ -78,6 +86,7 @@ enum Canceller {
 
 /// The state behind `%sql`.
 pub struct Sql {
+    ssh: Rc<Ssh>,
     conns: RefCell<BTreeMap<String, Entry>>,
     current: RefCell<Option<String>>,
     limit: Cell<usize>,
@@ -87,7 +96,15 @@ pub struct Sql {
 
 impl Default for Sql {
     fn default() -> Self {
+        Sql::new(Rc::new(Ssh::new(Settings::default(), "pxkernel".into())))
+    }
+}
+
+impl Sql {
+    /// No connections yet; `--ssh` tunnels are opened on `ssh`.
+    pub fn new(ssh: Rc<Ssh>) -> Self {
         Sql {
+            ssh,
             conns: RefCell::new(BTreeMap::new()),
             current: RefCell::new(None),
             limit: Cell::new(10),
@@ -251,6 +268,11 @@ impl Sql {
                 None => rest,
             },
         };
+        if parsed.has("ssh") && !(looks_like_url(&call.body) && body.is_none()) {
+            return Err(usage(
+                "--ssh goes with a URL: %sql postgresql://… --ssh [user@]host",
+            ));
+        }
         if looks_like_url(&call.body) && body.is_none() {
             // `%sql URL --alias NAME`: options may follow the URL too.
             let words = pxkernel_contract::parse::split_args("sql", &call.body)?;
@@ -263,7 +285,8 @@ impl Sql {
                 }));
             }
             let alias = after.value("alias").map(str::to_owned).or(call.alias);
-            return self.connect(req, url_text, alias.as_deref()).await;
+            let via = after.value("ssh").or(parsed.value("ssh"));
+            return self.connect(req, url_text, alias.as_deref(), via).await;
         }
         if call.body.trim().is_empty() {
             if let Some(a) = &call.alias {

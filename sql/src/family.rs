@@ -14,6 +14,7 @@ use pxkernel_kernel::server::ExecuteOutcome;
 use crate::claim::store_form;
 use crate::commands::{Sql, table_context};
 use crate::magics::MAGICS;
+use pxkernel_ssh::Ssh;
 
 /// The sql family: connections and the `%sql` magic.
 pub struct SqlFamily {
@@ -23,16 +24,16 @@ pub struct SqlFamily {
 
 impl SqlFamily {
     /// The family; results go to (and `:name` comes from) `home`.
-    pub fn new(home: &Rc<Home>) -> SqlFamily {
+    pub fn new(home: &Rc<Home>, ssh: Rc<Ssh>) -> SqlFamily {
         SqlFamily {
-            sql: Sql::default(),
+            sql: Sql::new(ssh),
             home: home.clone(),
         }
     }
 
     /// The family as the router takes it.
-    pub fn boxed(home: &Rc<Home>) -> Box<dyn Family> {
-        Box::new(SqlFamily::new(home))
+    pub fn boxed(home: &Rc<Home>, shared: &pxkernel_contract::Shared) -> Box<dyn Family> {
+        Box::new(SqlFamily::new(home, Ssh::shared(shared)))
     }
 }
 

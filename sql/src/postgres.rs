@@ -16,6 +16,7 @@ mod rows;
 mod tls;
 
 use std::error::Error as StdError;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
@@ -95,8 +96,10 @@ fn error(e: tokio_postgres::Error) -> DbError {
 }
 
 impl Postgres {
-    /// Connect as the URL says.
-    pub async fn connect(url: &PgUrl) -> Result<Postgres, DbError> {
+    /// Connect as the URL says; through `via` (an address and port that reach
+    /// the URL's server, such as a tunnel's local end) when given. TLS still
+    /// checks the server under the URL's host name.
+    pub async fn connect(url: &PgUrl, via: Option<(IpAddr, u16)>) -> Result<Postgres, DbError> {
         let mut cfg = tokio_postgres::Config::new();
         let user = url
             .user
@@ -121,7 +124,15 @@ impl Postgres {
                 cfg.host_path("/var/run/postgresql");
             }
         }
-        cfg.port(url.port);
+        match via {
+            Some((addr, port)) => {
+                cfg.hostaddr(addr);
+                cfg.port(port);
+            }
+            None => {
+                cfg.port(url.port);
+            }
+        }
         cfg.dbname(url.dbname.as_deref().unwrap_or(&user));
         if let Some(a) = &url.application_name {
             cfg.application_name(a);

@@ -193,3 +193,25 @@ def pg_server():
         pytest.skip(reason)
     with postgres_server() as server:
         yield server
+
+
+# -- SSH test hosts for the SSH suites (tests/hosts/testhosts.py) --------------
+
+@pytest.fixture(scope="session")
+def ssh_hosts():
+    """The SSH test hosts (pxa, pxb, pxc via pxa, pxd without ipykernel; see
+    tests/hosts/README.md), up for the whole session and always torn down; the
+    tests that use them are skipped, saying why, where they cannot run (a failure
+    under PXKERNEL_REQUIRE_ALL=1)."""
+    from ssh_hosts import running_hosts, testhosts, unavailable_reason
+
+    # Hosts already up by hand (`python tests/hosts/testhosts.py up DIR`): use them
+    # and leave them up, so a suite can be run again and again while developing.
+    if os.environ.get("PXKERNEL_TEST_HOSTS"):
+        yield testhosts.load(os.environ["PXKERNEL_TEST_HOSTS"])
+        return
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_hosts() as hosts:
+        yield hosts

@@ -51,6 +51,11 @@ class Server:
     cert: str
     dir: str
     user: str = "postgres"
+    # The network namespace it runs in (a test host), or None for this machine's.
+    netns: str | None = None
+
+    def _in_netns(self, argv: list[str]) -> list[str]:
+        return (["ip", "netns", "exec", self.netns] if self.netns else []) + argv
 
     def url(self, sslmode: str = "require", password: str | None = None, extra: str = "") -> str:
         pw = self.password if password is None else password
@@ -58,7 +63,7 @@ class Server:
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", os.path.join(pg_bin(), "pg_ctl"), "-D", os.path.join(self.dir, "data"), *args],
+            self._in_netns(["runuser", "-u", "postgres", "--", os.path.join(pg_bin(), "pg_ctl"), "-D", os.path.join(self.dir, "data"), *args]),
             check=True,
             capture_output=True,
             timeout=120,
@@ -72,7 +77,7 @@ class Server:
 
     def psql(self, sql: str) -> str:
         out = subprocess.run(
-            ["runuser", "-u", "postgres", "--", os.path.join(pg_bin(), "psql"), "-h", self.dir, "-p", str(self.port), "-d", "postgres", "-Atc", sql],
+            self._in_netns(["runuser", "-u", "postgres", "--", os.path.join(pg_bin(), "psql"), "-h", self.dir, "-p", str(self.port), "-d", "postgres", "-Atc", sql]),
             check=True,
             capture_output=True,
             text=True,
@@ -82,13 +87,14 @@ class Server:
 
 
 @contextmanager
-def postgres_server():
-    """Start a TLS PostgreSQL server; stop it and remove its files afterwards."""
+def postgres_server(netns: str | None = None):
+    """Start a TLS PostgreSQL server (inside the network namespace `netns`, on its
+    own loopback, when given); stop it and remove its files afterwards."""
     bindir = pg_bin()
     d = tempfile.mkdtemp(prefix="pxk-pg-")
     os.chmod(d, 0o755)
     password = "pw-" + os.urandom(6).hex()
-    port = free_port()
+    port = 5432 if netns else free_port()
     data = os.path.join(d, "data")
     with open(os.path.join(d, "pwfile"), "w") as f:
         f.write(password + "\n")
@@ -123,7 +129,7 @@ def postgres_server():
     cert = os.path.join(d, "ca.crt")
     shutil.copy(os.path.join(data, "server.crt"), cert)
     os.chmod(cert, 0o644)
-    server = Server(port=port, password=password, cert=cert, dir=d)
+    server = Server(port=port, password=password, cert=cert, dir=d, netns=netns)
     server._ctl("-w", "start", "-l", os.path.join(d, "server.log"))
     try:
         yield server

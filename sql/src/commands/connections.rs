@@ -1,7 +1,9 @@
 //! The connections of `%sql`: opening one from its URL under an alias, listing
 //! them (passwords masked), picking the one a query uses (`--alias`, the current
 //! one, or `DATABASE_URL`), and taking it out for a statement and back, with a
-//! dropped PostgreSQL connection opened again.
+//! dropped PostgreSQL connection opened again. A PostgreSQL URL with `--ssh
+//! DEST` is reached through a tunnel of the ssh crate (reused when one already
+//! forwards to the URL's host and port), with TLS checked under the URL's host.
 
 use std::rc::Rc;
 
@@ -15,6 +17,7 @@ use crate::driver::{DbError, ErrorKind};
 use crate::postgres::Postgres;
 use crate::sqlite::Sqlite;
 use crate::url::{self, Url};
+use pxkernel_ssh::Endpoint;
 
 /// A driver connection.
 pub(super) enum Conn {
@@ -24,6 +27,8 @@ pub(super) enum Conn {
 
 pub(super) struct Entry {
     url: Url,
+    /// The ssh destination it is reached through.
+    via: Option<Endpoint>,
     /// Taken out while a statement runs.
     conn: Option<Conn>,
 }
@@ -43,10 +48,48 @@ fn default_alias(u: &Url) -> String {
     }
 }
 
-async fn open(u: &Url) -> Result<Conn, DbError> {
-    match u {
-        Url::Sqlite(path) => Ok(Conn::Sqlite(Rc::new(Sqlite::open(path.as_deref())?))),
-        Url::Postgres(pg) => Ok(Conn::Postgres(Postgres::connect(pg).await?)),
+/// Where a connection goes through: the tunnel's name and local port.
+struct Through {
+    tunnel: String,
+    port: u16,
+}
+
+impl Sql {
+    /// Open `u`, through an ssh tunnel via `via` when given.
+    async fn open(
+        &self,
+        req: &Request,
+        u: &Url,
+        via: Option<&Endpoint>,
+    ) -> Result<(Conn, Option<Through>), DbError> {
+        match (u, via) {
+            (Url::Sqlite(path), None) => {
+                Ok((Conn::Sqlite(Rc::new(Sqlite::open(path.as_deref())?)), None))
+            }
+            (Url::Postgres(pg), None) => {
+                Ok((Conn::Postgres(Postgres::connect(pg, None).await?), None))
+            }
+            (Url::Sqlite(_), Some(_)) => Err(DbError::connection(
+                "--ssh reaches a database server: it goes with a postgresql:// URL".to_owned(),
+            )),
+            (Url::Postgres(pg), Some(endpoint)) => {
+                let Some(host) = pg.host.as_deref().filter(|_| pg.socket_dir.is_none()) else {
+                    return Err(DbError::connection(
+                        "--ssh needs the server's host in the URL (as the ssh host sees it, \
+                         e.g. postgresql://user@localhost/db)"
+                            .to_owned(),
+                    ));
+                };
+                let (port, tunnel) = self
+                    .ssh
+                    .local_port_for(req, endpoint, host, pg.port)
+                    .await
+                    .map_err(|e| DbError::connection(e.to_string()))?;
+                let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+                let conn = Postgres::connect(pg, Some((loopback, port))).await?;
+                Ok((Conn::Postgres(conn), Some(Through { tunnel, port })))
+            }
+        }
     }
 }
 
@@ -56,13 +99,18 @@ impl Sql {
         req: &Request,
         text: &str,
         alias: Option<&str>,
+        via: Option<&str>,
     ) -> Result<ExecuteOutcome, MagicError> {
         let u = url::parse(text).map_err(|e| usage(e.to_string()))?;
+        let via = via
+            .map(Endpoint::parse_host)
+            .transpose()
+            .map_err(|e| usage(format!("--ssh: {e}")))?;
         let name = alias
             .map(str::to_owned)
             .unwrap_or_else(|| default_alias(&u));
-        match open(&u).await {
-            Ok(conn) => {
+        match self.open(req, &u, via.as_ref()).await {
+            Ok((conn, through)) => {
                 let masked = u.masked();
                 if self.conns.borrow().contains_key(&name) {
                     req.stream("stdout", &format!("Replacing the connection {name}.\n"));
@@ -71,11 +119,19 @@ impl Sql {
                     name.clone(),
                     Entry {
                         url: u,
+                        via: via.clone(),
                         conn: Some(conn),
                     },
                 );
                 *self.current.borrow_mut() = Some(name.clone());
-                req.stream("stdout", &format!("Connected: {name} ({masked})\n"));
+                let route = match (&via, through) {
+                    (Some(v), Some(t)) => format!(
+                        " via ssh {} (tunnel {}, 127.0.0.1:{})",
+                        v.destination, t.tunnel, t.port
+                    ),
+                    _ => String::new(),
+                };
+                req.stream("stdout", &format!("Connected: {name} ({masked}){route}\n"));
                 Ok(ExecuteOutcome::ok())
             }
             // Whatever the server said (wrong password, refused TLS), it is a connection failure.
@@ -137,7 +193,7 @@ impl Sql {
         }
         match std::env::var("DATABASE_URL") {
             Ok(text) if !text.trim().is_empty() => self
-                .connect(req, &text, Some("default"))
+                .connect(req, &text, Some("default"), None)
                 .await
                 .map(|_| "default".to_owned()),
             _ => Err(usage(
@@ -154,14 +210,18 @@ impl Sql {
             let entry = conns
                 .get_mut(alias)
                 .ok_or_else(|| DbError::connection(format!("no connection named {alias:?}")))?;
-            (entry.conn.take(), entry.url.clone())
+            (entry.conn.take(), (entry.url.clone(), entry.via.clone()))
         };
+        let (u, via) = u;
         match conn {
             Some(Conn::Postgres(pg)) if pg.is_closed() => {
-                let fresh = open(&u).await.map_err(|e| DbError {
-                    kind: ErrorKind::Connection,
-                    ..e
-                })?;
+                let (fresh, _) = self
+                    .open(req, &u, via.as_ref())
+                    .await
+                    .map_err(|e| DbError {
+                        kind: ErrorKind::Connection,
+                        ..e
+                    })?;
                 req.stream(
                     "stderr",
                     &format!(
@@ -172,7 +232,7 @@ impl Sql {
                 Ok(fresh)
             }
             Some(c) => Ok(c),
-            None => open(&u).await,
+            None => self.open(req, &u, via.as_ref()).await.map(|(c, _)| c),
         }
     }
 

@@ -20,7 +20,7 @@ fn types_pages_params_and_errors() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut pg = Postgres::connect(&url).await.unwrap();
+        let mut pg = Postgres::connect(&url, None).await.unwrap();
         let out = pg
             .run(
                 "select 1::int2 a, 2::int4 b, 3::int8 c, 1.5::float8 d, 12.340::numeric e, 'x'::text f, \
