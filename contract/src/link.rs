@@ -251,6 +251,14 @@ impl Link {
         }
     }
 
+    /// The kernel is gone, as its launcher found out (an engine's process on a
+    /// remote host ended, its host lost for too long): every waiting request is
+    /// told, and the link stops.
+    pub fn gone(&self, reason: String) {
+        self.declare_dead(reason);
+        self.detached.notify_one();
+    }
+
     /// Forget the kernel without stopping it (it was not ours to start).
     pub fn detach(&self) {
         self.declare_dead("detached".to_owned());

@@ -15,9 +15,11 @@ use super::options::{self, PxOptions};
 use super::run::{self, Pending, RunControl, RunResult};
 use super::targets::{self, ResolveError};
 use crate::magics::ENGINES_START;
+use crate::ssh::{DEFAULT_GRACE, HostPlan, SshHost, SshLauncher};
 use pxkernel_contract::MagicError;
 use pxkernel_contract::display::{Align, Cell as TableCell, Table, human_duration};
 use pxkernel_contract::parse::{ParseError, parse_leading, parse_options, split_args};
+use pxkernel_ssh::{Endpoint, Ssh};
 
 /// How long `%engines start` waits for each engine by default.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,6 +28,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Px {
     /// The engines.
     pub engines: Engines,
+    ssh: Rc<Ssh>,
     defaults: RefCell<PxOptions>,
     autopx: Cell<bool>,
     pending: RefCell<Option<Rc<Pending>>>,
@@ -49,8 +52,9 @@ fn usage(magic: &str, reason: impl Into<String>) -> MagicError {
 
 impl Px {
     /// Px state whose engines default to kernelspec `default_kernel`.
-    pub fn new(default_kernel: &str) -> Px {
+    pub fn new(default_kernel: &str, ssh: Rc<Ssh>) -> Px {
         Px {
+            ssh,
             engines: Engines::default(),
             defaults: RefCell::new(PxOptions::default()),
             autopx: Cell::new(false),
@@ -350,15 +354,42 @@ impl Px {
     }
 
     async fn start(&self, req: &Request, rest: &[String]) -> Result<ExecuteOutcome, MagicError> {
-        let StartArgs { n, timeout, kernel } = start_args(rest)?;
-        let kernel = kernel.unwrap_or_else(|| self.default_kernel.clone());
+        let StartArgs {
+            n,
+            timeout,
+            kernel,
+            host,
+        } = start_args(rest)?;
         let began = Instant::now();
-        match self.engines.start(n, &kernel, timeout).await {
+        let (started, kernel, on) = match host {
+            Some(plan) => {
+                let on = format!(" on {}", plan.endpoint.host());
+                let failed_on = |e: String| failed("EngineError", e.clone(), vec![e]);
+                self.ssh
+                    .master(Some(req), &plan.endpoint)
+                    .await
+                    .map_err(|e| failed_on(e.to_string()))?;
+                let host = SshHost::new(self.ssh.clone(), plan);
+                host.probe().await.map_err(failed_on)?;
+                let kernel = host.kernel_name();
+                let started = self.engines.launch(&SshLauncher(host), n, timeout).await;
+                (started, kernel, on)
+            }
+            None => {
+                let kernel = kernel.unwrap_or_else(|| self.default_kernel.clone());
+                (
+                    self.engines.start(n, &kernel, timeout).await,
+                    kernel,
+                    String::new(),
+                )
+            }
+        };
+        match started {
             Ok(ids) => {
                 req.stream(
                     "stdout",
                     &format!(
-                        "Started {n} {kernel} engine{} in {}: {} {}.\n",
+                        "Started {n} {kernel} engine{}{on} in {}: {} {}.\n",
                         if n == 1 { "" } else { "s" },
                         human_duration(began.elapsed()),
                         if ids.len() == 1 { "id" } else { "ids" },
@@ -441,6 +472,8 @@ struct StartArgs {
     timeout: Duration,
     /// `--kernel`, when given.
     kernel: Option<String>,
+    /// `--ssh` and what goes with it.
+    host: Option<HostPlan>,
 }
 
 fn start_args(rest: &[String]) -> Result<StartArgs, MagicError> {
@@ -471,10 +504,44 @@ fn start_args(rest: &[String]) -> Result<StartArgs, MagicError> {
             .ok_or_else(|| bad("timeout", v, "a number of seconds above 0"))?,
         None => START_TIMEOUT,
     };
+    let host = match parsed.value("ssh") {
+        Some(spec) => {
+            let endpoint = Endpoint::parse_host(spec).map_err(|e| bad("ssh", spec, &e))?;
+            let grace = match parsed.value("grace") {
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s >= 1.0 && *s <= 86_400.0)
+                    .map(|s| Duration::from_secs(s.round() as u64))
+                    .ok_or_else(|| bad("grace", v, "a number of seconds from 1 to 86400"))?,
+                None => DEFAULT_GRACE,
+            };
+            Some(HostPlan {
+                endpoint,
+                python: parsed.value("python").unwrap_or("python3").to_owned(),
+                setup: parsed.value("setup").map(str::to_owned),
+                kernel: parsed.value("kernel").map(str::to_owned),
+                grace,
+            })
+        }
+        None => {
+            if let Some(o) = ["python", "setup", "grace"]
+                .into_iter()
+                .find(|o| parsed.has(o))
+            {
+                return Err(usage(
+                    "engines start",
+                    format!("--{o} goes with --ssh HOST"),
+                ));
+            }
+            None
+        }
+    };
     Ok(StartArgs {
         n,
         timeout,
         kernel: parsed.value("kernel").map(str::to_owned),
+        host,
     })
 }
 

@@ -11,6 +11,7 @@ use pxkernel_kernel::server::ExecuteOutcome;
 
 use crate::commands::Px;
 use crate::magics::MAGICS;
+use pxkernel_ssh::Ssh;
 
 /// The px family: engines and the magics that drive them.
 pub struct PxFamily {
@@ -22,17 +23,17 @@ pub struct PxFamily {
 
 impl PxFamily {
     /// The family, with engines that default to the home's kernelspec.
-    pub fn new(home: &Rc<Home>) -> PxFamily {
+    pub fn new(home: &Rc<Home>, ssh: Rc<Ssh>) -> PxFamily {
         PxFamily {
-            px: Px::new(home.name()),
+            px: Px::new(home.name(), ssh),
             home: home.clone(),
             local_running: Cell::new(false),
         }
     }
 
     /// The family as the router takes it.
-    pub fn boxed(home: &Rc<Home>, _shared: &pxkernel_contract::Shared) -> Box<dyn Family> {
-        Box::new(PxFamily::new(home))
+    pub fn boxed(home: &Rc<Home>, shared: &pxkernel_contract::Shared) -> Box<dyn Family> {
+        Box::new(PxFamily::new(home, Ssh::shared(shared)))
     }
 
     /// The px state (engines, defaults).

@@ -3,8 +3,9 @@
 //! stops them, says whether it can start one again, and how they are watched
 //! (its heartbeat policy). [`LocalLauncher`] starts kernels from a
 //! kernelspec on this machine; [`Attach`] connects to kernels that already run,
-//! by their connection files. Launchers to come (SSH hosts, Slurm, MPI) only
-//! produce something the client connects to, and plug in here.
+//! by their connection files; [`crate::ssh::SshLauncher`] starts them on SSH
+//! hosts. Launchers to come (Slurm, MPI) only produce something the client
+//! connects to, and plug in here.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -16,6 +17,8 @@ use pxkernel_kernel::client::{self, HeartbeatPolicy};
 use pxkernel_kernel::kernelspec::{self, InterruptMode, KernelSpec, LaunchOptions};
 use pxkernel_kernel::protocol::{Channel, ConnectionInfo, Message};
 use tokio::task::JoinSet;
+
+use crate::ssh::{SshHost, SshLauncher};
 
 /// Heartbeat of engines on this machine: a ping a second, dead after two
 /// missed (within 3 s).
@@ -32,6 +35,8 @@ pub enum Origin {
     /// Attached by its connection file: pxkernel did not start it and, when the
     /// engine is stopped, lets it run.
     Attached(PathBuf),
+    /// Started by pxkernel on an SSH host.
+    Ssh(Rc<SshHost>),
 }
 
 impl Origin {
@@ -41,6 +46,7 @@ impl Origin {
         match self {
             Origin::Local(spec) => Box::new(LocalLauncher::new(spec.clone())),
             Origin::Attached(file) => Box::new(Attach::new(std::slice::from_ref(file))),
+            Origin::Ssh(host) => Box::new(SshLauncher(host.clone())),
         }
     }
 
@@ -48,7 +54,7 @@ impl Origin {
     pub fn attached_from(&self) -> Option<&Path> {
         match self {
             Origin::Attached(file) => Some(file),
-            Origin::Local(_) => None,
+            Origin::Local(_) | Origin::Ssh(_) => None,
         }
     }
 }
@@ -284,7 +290,7 @@ async fn joined<T: 'static>(mut set: JoinSet<(u32, T)>) -> Vec<(u32, T)> {
 }
 
 /// Output of an engine that belongs to no live request: logged, dropped.
-fn drop_unrouted(id: u32) -> impl Fn(Channel, Message) {
+pub(crate) fn drop_unrouted(id: u32) -> impl Fn(Channel, Message) {
     move |_, msg| {
         tracing::debug!(
             engine = id,

@@ -5,6 +5,7 @@
 //! - [`output`]: engine output shaped for the notebook (`[stdout:0]`, `Out[0:5]:`), pure.
 //! - [`launcher`]: where engines come from — the [`Launcher`] trait, each
 //!   engine's [`Origin`], the local launcher and attach.
+//! - [`ssh`] and [`remote`]: engines on SSH hosts, and the scripts run there.
 //! - [`engines`]: the registry — launch, stop, restart, liveness.
 //! - [`run`]: one fan-out run, merging outputs as they arrive; never hangs.
 //! - [`commands`]: the magics `%px`, `%autopx`, `%pxresult`, `%pxconfig`, `%engines`.
@@ -18,7 +19,9 @@ pub mod launcher;
 pub mod magics;
 pub mod options;
 pub mod output;
+pub mod remote;
 pub mod run;
+pub mod ssh;
 pub mod targets;
 
 pub use commands::{Plan, Px};

@@ -71,6 +71,30 @@ pub const ENGINES_START: &[OptSpec] = &[
         Takes::Value("SECONDS"),
         "how long an engine may take to answer (default 60)",
     ),
+    OptSpec::new(
+        "ssh",
+        None,
+        Takes::Value("[USER@]HOST[:PORT]"),
+        "start the engines on this SSH host (an ssh_config alias works)",
+    ),
+    OptSpec::new(
+        "python",
+        None,
+        Takes::Value("PATH"),
+        "with --ssh: the interpreter on the host (default python3)",
+    ),
+    OptSpec::new(
+        "setup",
+        None,
+        Takes::Value("COMMANDS"),
+        "with --ssh: shell commands run first ('module load …; source …/activate')",
+    ),
+    OptSpec::new(
+        "grace",
+        None,
+        Takes::Value("SECONDS"),
+        "with --ssh: how long engines outlive a lost pxkernel (default 30)",
+    ),
 ];
 
 /// `%engines`.
@@ -79,12 +103,16 @@ pub const ENGINES: MagicSpec = MagicSpec {
     form: Form::Line,
     summary: "Start, list, stop, restart or attach the engines %px runs on.",
     usage: "%engines [list]\n%engines start -n N [--kernel KERNELSPEC] [--timeout SECONDS]\n\
+%engines start --ssh [USER@]HOST[:PORT] -n N [--python PATH] [--setup CMDS] [--grace SECONDS]\n\
 %engines stop [TARGETS]\n%engines restart TARGETS\n%engines connect FILE...",
     options: ENGINES_START,
     subcommands: &["list", "start", "stop", "restart", "connect"],
     details: "Engines are Jupyter kernels of any language. Ids are integers from 0, stable for \
 the notebook's life; a later start adds more. A dead engine is shown dead within 3 s and never \
-blocks a cell. TARGETS: all, 3, 0,2,5, 1:4, ::2, -1.",
+blocks a cell. TARGETS: all, 3, 0,2,5, 1:4, ::2, -1. Engines on SSH hosts run over one \
+OpenSSH master per host (your ssh_config, agent and known_hosts apply; prompts come to the \
+notebook), with Unix sockets forwarded: no port is opened on the host. They end when pxkernel \
+is gone longer than the grace period, by a watchdog on the host.",
 };
 
 /// Every magic of the family.

@@ -491,18 +491,43 @@ impl Master {
             .iter()
             .map(|(_, f)| f.clone())
             .collect();
+        // All at once (one ssh -O per forward would be slow with many engines);
+        // one by one only to find which failed.
+        if held.is_empty() || self.control_all("forward", &held).await.is_ok() {
+            return Ok(());
+        }
         for f in held {
             self.control("forward", &f).await?;
         }
         Ok(())
     }
 
-    /// Run `ssh -S SOCKET -O OP FLAG ARG DEST`.
+    /// Add forwards for `owner`, all in one request. Local ports must be fixed
+    /// (not 0).
+    pub async fn add_forwards(&self, owner: u64, forwards: &[Forward]) -> Result<(), SshError> {
+        self.control_all("forward", forwards).await?;
+        self.forwards
+            .borrow_mut()
+            .extend(forwards.iter().map(|f| (owner, f.clone())));
+        Ok(())
+    }
+
+    /// Run `ssh -S SOCKET -O OP FLAG ARG DEST` for one forward.
     async fn control(&self, op: &str, forward: &Forward) -> Result<(), SshError> {
-        let run = tokio::process::Command::new(&self.settings.program)
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["-O", op, forward.flag(), &forward.ssh_arg()])
+        self.control_all(op, std::slice::from_ref(forward)).await
+    }
+
+    /// Run `ssh -S SOCKET -O OP` with every forward's flag.
+    async fn control_all(&self, op: &str, forwards: &[Forward]) -> Result<(), SshError> {
+        let Some(forward) = forwards.first() else {
+            return Ok(());
+        };
+        let mut cmd = tokio::process::Command::new(&self.settings.program);
+        cmd.arg("-S").arg(&self.socket).args(["-O", op]);
+        for f in forwards {
+            cmd.args([f.flag(), &f.ssh_arg()]);
+        }
+        let run = cmd
             .arg("--")
             .arg(&self.endpoint.destination)
             .stdin(Stdio::null())
@@ -513,7 +538,7 @@ impl Master {
         let out = tokio::time::timeout(Duration::from_secs(10), run)
             .await
             .map_err(|_| SshError::Forward {
-                forward: forward.to_string(),
+                forward: describe(forwards),
                 destination: self.endpoint.destination.clone(),
                 message: "the master did not answer within 10 s".to_owned(),
             })?
@@ -526,6 +551,7 @@ impl Master {
         }
         let said = String::from_utf8_lossy(&out.stderr);
         if op == "forward"
+            && forwards.len() == 1
             && said.contains("forward")
             && said.contains("failed")
             && let Listen::Tcp { .. } = forward.listen
@@ -547,7 +573,7 @@ impl Master {
             .collect::<Vec<_>>()
             .join("; ");
         Err(SshError::Forward {
-            forward: forward.to_string(),
+            forward: describe(forwards),
             destination: self.endpoint.destination.clone(),
             message: if message.is_empty() {
                 out.status.to_string()
@@ -592,16 +618,46 @@ impl Master {
             *all = rest;
             mine.into_iter().map(|(_, f)| f).collect()
         };
+        if self.status().state == State::Up
+            && let Err(e) = self.control_all("cancel", &mine).await
+        {
+            tracing::warn!("{e}");
+        }
         for f in mine {
-            if self.status().state == State::Up
-                && let Err(e) = self.control("cancel", &f).await
-            {
-                tracing::warn!("{e}");
-            }
             if let Listen::Unix(path) = &f.listen {
                 let _ = std::fs::remove_file(path);
             }
         }
+    }
+
+    /// `ssh` running `remote` on the host over this master (no new login), with
+    /// its stdin, stdout and stderr piped; in its own session, ending with pxkernel.
+    pub fn session(&self, remote: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.settings.program);
+        cmd.arg("-S")
+            .arg(&self.socket)
+            .args(["-T", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
+            .args(&self.endpoint.options)
+            .arg("--")
+            .arg(&self.endpoint.destination)
+            .arg(remote)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        cmd
     }
 
     /// Whether anyone still holds a forward on it.
@@ -635,6 +691,14 @@ impl Master {
         }
         let _ = std::fs::remove_file(&self.socket);
         self.set_state(State::Closed, None);
+    }
+}
+
+/// Forwards as an error names them.
+fn describe(forwards: &[Forward]) -> String {
+    match forwards {
+        [one] => one.to_string(),
+        many => format!("{} (and {} more)", many[0], many.len() - 1),
     }
 }
 

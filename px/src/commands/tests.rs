@@ -9,7 +9,11 @@ fn words(text: &str) -> Vec<String> {
 
 #[test]
 fn px_with_no_engines_says_how_to_start_them() {
-    let px = Px::new("python3");
+    let ssh = Rc::new(Ssh::new(
+        pxkernel_ssh::master::Settings::default(),
+        "pxkernel".into(),
+    ));
+    let px = Px::new("python3", ssh);
     let cases: &[(&str, &str, Option<&str>)] = &[
         ("line", "print(1)", None),
         ("cell", "", Some("print(1)")),
@@ -48,9 +52,39 @@ fn engines_start_arguments() {
             n: *n,
             timeout: *timeout,
             kernel: kernel.map(str::to_owned),
+            host: None,
         };
         assert_eq!(got, want, "case {label}");
     }
+}
+
+#[test]
+fn engines_start_on_an_ssh_host() {
+    let got = start_args(&words(
+        "-n 2 --ssh me@pxa:2222 --python /opt/py/bin/python --grace 5",
+    ))
+    .unwrap();
+    let host = got.host.expect("a host");
+    assert_eq!(host.endpoint.destination, "me@pxa");
+    assert_eq!(host.endpoint.options, ["-p", "2222"]);
+    assert_eq!(host.python, "/opt/py/bin/python");
+    assert_eq!(host.grace, Duration::from_secs(5));
+    assert_eq!(host.setup, None);
+    let got = start_args(&[
+        "-n".into(),
+        "1".into(),
+        "--ssh".into(),
+        "pxa".into(),
+        "--setup".into(),
+        "source /opt/env/bin/activate".into(),
+    ])
+    .unwrap();
+    let host = got.host.expect("a host");
+    assert_eq!(host.setup.as_deref(), Some("source /opt/env/bin/activate"));
+    assert_eq!(
+        (host.python.as_str(), host.grace),
+        ("python3", DEFAULT_GRACE)
+    );
 }
 
 #[test]
@@ -95,6 +129,21 @@ fn engines_start_errors_name_the_option_as_written() {
             "extra word",
             "-n 2 now",
             "%engines start: unexpected argument \"now\"",
+        ),
+        (
+            "python without a host",
+            "-n 2 --python python3.12",
+            "%engines start: --python goes with --ssh HOST",
+        ),
+        (
+            "a host that is an option",
+            "-n 2 --ssh=-oProxyCommand=x",
+            "%engines start: bad value \"-oProxyCommand=x\" for --ssh: \"-oProxyCommand=x\" is not a host: write [user@]host[:port]",
+        ),
+        (
+            "grace of no time",
+            "-n 2 --ssh pxa --grace 0",
+            "%engines start: bad value \"0\" for --grace: a number of seconds from 1 to 86400",
         ),
     ];
     for (label, args, want) in cases {

@@ -1,0 +1,401 @@
+//! The shell scripts pxkernel runs on an SSH host to probe it and to start
+//! engines there, and the reading of what they print. Pure: text in, text out.
+//!
+//! Scripts travel on the ssh channel's stdin (`sh -s`), never on a command line,
+//! because they carry the engines' connection files and their keys.
+//!
+//! On the host, a batch of engines lives in a 0700 directory `pxk-XXXXXXXX`:
+//! `eN.json` (connection file), `eN.pid` (its process group), `eN.log`, the
+//! engine's Unix sockets `eN-1` … `eN-5` (ipykernel's `ipc` transport), `lease`
+//! (the time pxkernel last said it is there), `keeper` (run by pxkernel over ssh:
+//! renews the lease on each line it reads, reports engines that ended) and
+//! `watchdog` (detached: ends every engine's process group once the lease is
+//! older than the grace period, then removes the directory).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What the probe found on a host.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Probe {
+    /// The interpreter's `sys.executable`.
+    pub python: String,
+    /// Its version.
+    pub version: String,
+    /// ipykernel's version, if it imports.
+    pub ipykernel: Option<String>,
+    /// The kernelspec asked for, resolved by the host's jupyter_client.
+    #[serde(default)]
+    pub spec: Option<RemoteSpec>,
+    /// The kernelspecs the host has, when the one asked for is not among them.
+    #[serde(default)]
+    pub specs: Option<Vec<String>>,
+}
+
+/// A kernelspec as the host's jupyter_client resolves it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct RemoteSpec {
+    /// Its command line, with `{connection_file}`.
+    pub argv: Vec<String>,
+    /// Its extra environment.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// Quote for POSIX sh.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The probe: run `setup`, find `python`, ask it for its version, ipykernel, and
+/// the kernelspec `kernel` (when given). Prints one `pxk-probe JSON` line, or
+/// `pxk-nopython` when there is no such interpreter.
+pub fn probe_script(python: &str, setup: Option<&str>, kernel: Option<&str>) -> String {
+    let mut s = String::from("set -u\n");
+    if let Some(setup) = setup {
+        let _ = writeln!(s, "{setup}");
+    }
+    let _ = writeln!(s, "PY={}", quote(python));
+    s.push_str("if ! command -v \"$PY\" >/dev/null 2>&1; then echo pxk-nopython; exit 0; fi\n");
+    let _ = writeln!(s, "\"$PY\" - {} <<'PXK_PROBE'", quote(kernel.unwrap_or("")));
+    s.push_str(PROBE_PY);
+    s.push_str("PXK_PROBE\n");
+    s
+}
+
+const PROBE_PY: &str = r#"import json, sys
+out = {"python": sys.executable, "version": sys.version.split()[0], "ipykernel": None}
+try:
+    import ipykernel
+    out["ipykernel"] = ipykernel.__version__
+except Exception:
+    pass
+name = sys.argv[1] if len(sys.argv) > 1 else ""
+if name:
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+        m = KernelSpecManager()
+        try:
+            s = m.get_kernel_spec(name)
+            out["spec"] = {"argv": s.argv, "env": s.env}
+        except Exception:
+            out["specs"] = sorted(m.find_kernel_specs())
+    except Exception:
+        out["specs"] = []
+print("pxk-probe " + json.dumps(out))
+"#;
+
+/// One line a probe printed, read.
+pub fn read_probe(output: &str) -> Option<Probe> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("pxk-probe "))
+        .and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// An engine to start: its id, its connection file, its command line (with
+/// `{connection_file}`) and environment.
+pub struct EngineStart<'a> {
+    /// Engine id.
+    pub id: u32,
+    /// The connection file's JSON (with the key).
+    pub connection: &'a str,
+    /// The kernel's argv.
+    pub argv: &'a [String],
+    /// Extra environment.
+    pub env: &'a [(String, String)],
+}
+
+/// The launch: make the batch directory, write the keeper and watchdog, write
+/// each connection file and start each engine in its own process group, wait
+/// until every engine has bound its sockets (or died, or `wait` passed), then
+/// start the watchdog. Prints `pxk-dir D`, `pxk-pid ID PID`, then
+/// `pxk-ready ID` or `pxk-failed ID WHY` (with `pxk-log ID LINE` lines).
+pub fn launch_script(
+    setup: Option<&str>,
+    python: &str,
+    engines: &[EngineStart<'_>],
+    grace: Duration,
+    wait: Duration,
+) -> String {
+    let mut s = String::from("set -u\n");
+    if let Some(setup) = setup {
+        let _ = writeln!(s, "{setup}");
+    }
+    let _ = writeln!(s, "PY={}", quote(python));
+    s.push_str(
+        "umask 077\n\
+         D=$(mktemp -d \"${TMPDIR:-/tmp}/pxk-XXXXXXXX\") || { echo 'pxk-error cannot make a directory'; exit 0; }\n\
+         echo \"pxk-dir $D\"\n\
+         date +%s > \"$D/lease\"\n\
+         SETSID=$(command -v setsid || true)\n",
+    );
+    s.push_str("cat > \"$D/keeper\" <<'PXK_KEEPER'\n");
+    s.push_str(KEEPER);
+    s.push_str("PXK_KEEPER\n");
+    s.push_str("cat > \"$D/watchdog\" <<'PXK_WATCHDOG'\n");
+    s.push_str(WATCHDOG);
+    s.push_str("PXK_WATCHDOG\n");
+    for e in engines {
+        let id = e.id;
+        let _ = writeln!(s, "cat > \"$D/e{id}.json\" <<'PXK_JSON'");
+        s.push_str(e.connection);
+        s.push_str("\nPXK_JSON\n");
+        let argv: Vec<String> = e
+            .argv
+            .iter()
+            .map(|a| {
+                if let Some((before, after)) = a.split_once("{connection_file}") {
+                    // The path is only known on the host.
+                    let part = |p: &str| {
+                        if p.is_empty() {
+                            String::new()
+                        } else {
+                            quote(p)
+                        }
+                    };
+                    format!("{}\"$D/e{id}.json\"{}", part(before), part(after))
+                } else if a == "$PY" {
+                    "\"$PY\"".to_owned()
+                } else {
+                    quote(a)
+                }
+            })
+            .collect();
+        let env: String = e
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}={} ", k, quote(v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "(cd \"$D\" && PXKERNEL_ENGINE_ID={id} {env}exec $SETSID {} >\"$D/e{id}.log\" 2>&1 </dev/null) &\n\
+             echo $! > \"$D/e{id}.pid\"; echo \"pxk-pid {id} $!\"",
+            argv.join(" ")
+        );
+    }
+    let ids: Vec<String> = engines.iter().map(|e| e.id.to_string()).collect();
+    let _ = writeln!(
+        s,
+        "end=$(( $(date +%s) + {} ))\nfor id in {}; do\n{}done",
+        wait.as_secs().max(1),
+        ids.join(" "),
+        WAIT_READY
+    );
+    let _ = writeln!(
+        s,
+        "GRACE={} $SETSID sh \"$D/watchdog\" \"$D\" </dev/null >/dev/null 2>&1 &",
+        grace.as_secs().max(1)
+    );
+    s
+}
+
+/// Waits for engine `$id`: its five sockets, its death, or the deadline.
+const WAIT_READY: &str = r#"  p=$(cat "$D/e$id.pid")
+  while :; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      echo "pxk-failed $id its process ended"
+      tail -n 8 "$D/e$id.log" 2>/dev/null | sed "s/^/pxk-log $id /"
+      break
+    fi
+    if [ -S "$D/e$id-1" ] && [ -S "$D/e$id-2" ] && [ -S "$D/e$id-3" ] && [ -S "$D/e$id-4" ] && [ -S "$D/e$id-5" ]; then
+      echo "pxk-ready $id"; break
+    fi
+    if [ "$(date +%s)" -ge "$end" ]; then
+      echo "pxk-failed $id it bound no sockets in time"
+      tail -n 8 "$D/e$id.log" 2>/dev/null | sed "s/^/pxk-log $id /"
+      break
+    fi
+    sleep 0.02
+  done
+"#;
+
+/// Run by pxkernel over ssh as `sh D/keeper D`: each line read renews the lease;
+/// an engine whose process ended is reported once (`pxk-dead ID`).
+const KEEPER: &str = r#"D=$1
+while read -r _; do
+  date +%s > "$D/lease"
+  for f in "$D"/e*.pid; do
+    [ -f "$f" ] || continue
+    p=$(cat "$f")
+    if ! kill -0 "$p" 2>/dev/null; then
+      id=${f##*/e}; id=${id%.pid}
+      echo "pxk-dead $id"
+      rm -f "$f"
+    fi
+  done
+done
+"#;
+
+/// Detached on the host: once the lease is older than `$GRACE` seconds (pxkernel
+/// gone, or its host unreachable that long), end every engine's process group;
+/// when no engine is left, remove the directory.
+const WATCHDOG: &str = r#"D=$1
+while :; do
+  sleep 1
+  any=0
+  for f in "$D"/e*.pid; do
+    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && any=1
+  done
+  [ "$any" = 1 ] || break
+  lease=$(cat "$D/lease" 2>/dev/null || echo 0)
+  if [ $(( $(date +%s) - lease )) -gt "$GRACE" ]; then
+    for f in "$D"/e*.pid; do [ -f "$f" ] && kill -s TERM -- "-$(cat "$f")" 2>/dev/null; done
+    sleep 2
+    for f in "$D"/e*.pid; do [ -f "$f" ] && kill -s KILL -- "-$(cat "$f")" 2>/dev/null; done
+    break
+  fi
+done
+rm -rf "$D"
+"#;
+
+/// Stop engine `id` of the batch in `dir`: ask its group to end, then kill it,
+/// and remove its files.
+pub fn stop_script(dir: &str, id: u32) -> String {
+    format!(
+        "D={}\nf=\"$D/e{id}.pid\"\nif [ -f \"$f\" ]; then\n  p=$(cat \"$f\")\n  \
+         for _ in 1 2 3 4 5; do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done\n  \
+         kill -s TERM -- \"-$p\" 2>/dev/null\n  \
+         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done\n  \
+         kill -s KILL -- \"-$p\" 2>/dev/null\nfi\nrm -f \"$D/e{id}.json\" \"$D/e{id}.pid\" \"$D\"/e{id}-*\n",
+        quote(dir)
+    )
+}
+
+/// What a launch printed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Launch {
+    /// The batch directory.
+    pub dir: Option<String>,
+    /// Engines that bound their sockets, with their pids.
+    pub ready: Vec<(u32, u32)>,
+    /// Engines that did not, with why (and their log's last lines).
+    pub failed: Vec<(u32, String)>,
+    /// A failure of the whole launch.
+    pub error: Option<String>,
+}
+
+/// Read a launch's output.
+pub fn read_launch(output: &str) -> Launch {
+    let mut l = Launch::default();
+    let mut pids = std::collections::HashMap::new();
+    let mut logs: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let mut failed = Vec::new();
+    for line in output.lines() {
+        let mut words = line.splitn(3, ' ');
+        let (tag, a, rest) = (words.next(), words.next(), words.next());
+        let id = a.and_then(|a| a.parse::<u32>().ok());
+        match (tag, id) {
+            (Some("pxk-dir"), _) => l.dir = Some(line["pxk-dir ".len()..].to_owned()),
+            (Some("pxk-error"), _) => l.error = Some(line["pxk-error ".len()..].to_owned()),
+            (Some("pxk-pid"), Some(id)) => {
+                if let Some(pid) = rest.and_then(|p| p.trim().parse().ok()) {
+                    pids.insert(id, pid);
+                }
+            }
+            (Some("pxk-ready"), Some(id)) => {
+                if let Some(pid) = pids.get(&id) {
+                    l.ready.push((id, *pid));
+                }
+            }
+            (Some("pxk-failed"), Some(id)) => failed.push((id, rest.unwrap_or("").to_owned())),
+            (Some("pxk-log"), Some(id)) => logs
+                .entry(id)
+                .or_default()
+                .push(rest.unwrap_or("").to_owned()),
+            _ => {}
+        }
+    }
+    for (id, why) in failed {
+        let log = logs.remove(&id).unwrap_or_default();
+        let why = if log.is_empty() {
+            why
+        } else {
+            format!("{why}; its log ends:\n    {}", log.join("\n    "))
+        };
+        l.failed.push((id, why));
+    }
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        let cases = [
+            ("python3", "python3"),
+            ("/opt/venv/bin/python", "/opt/venv/bin/python"),
+            ("a b", "'a b'"),
+            ("it's", r"'it'\''s'"),
+            ("", "''"),
+            ("$HOME", "'$HOME'"),
+        ];
+        for (raw, quoted) in cases {
+            assert_eq!(quote(raw), quoted, "{raw}");
+        }
+    }
+
+    #[test]
+    fn probes_are_read() {
+        let out = "noise\npxk-probe {\"python\": \"/usr/bin/python3\", \"version\": \"3.11.2\", \"ipykernel\": null}\n";
+        let p = read_probe(out).unwrap();
+        assert_eq!(p.python, "/usr/bin/python3");
+        assert_eq!(p.ipykernel, None);
+        let out = "pxk-probe {\"python\": \"p\", \"version\": \"3\", \"ipykernel\": \"7.4.0\", \"spec\": {\"argv\": [\"p\", \"-f\", \"{connection_file}\"], \"env\": {}}}";
+        let p = read_probe(out).unwrap();
+        assert_eq!(p.spec.unwrap().argv[2], "{connection_file}");
+        assert_eq!(read_probe("pxk-nopython"), None);
+    }
+
+    #[test]
+    fn launches_are_read() {
+        let out = "pxk-dir /tmp/pxk-AB\npxk-pid 0 100\npxk-pid 1 101\npxk-ready 0\n\
+                   pxk-failed 1 its process ended\npxk-log 1 Traceback\npxk-log 1 ImportError: x\n";
+        let l = read_launch(out);
+        assert_eq!(l.dir.as_deref(), Some("/tmp/pxk-AB"));
+        assert_eq!(l.ready, vec![(0, 100)]);
+        assert_eq!(l.failed.len(), 1);
+        assert!(l.failed[0].1.contains("ImportError: x"), "{:?}", l.failed);
+    }
+
+    #[test]
+    fn the_launch_script_carries_files_on_stdin_and_quotes_commands() {
+        let argv = vec![
+            "$PY".to_owned(),
+            "-m".to_owned(),
+            "ipykernel_launcher".to_owned(),
+            "-f".to_owned(),
+            "{connection_file}".to_owned(),
+        ];
+        let env = vec![("A".to_owned(), "x y".to_owned())];
+        let s = launch_script(
+            Some("source /opt/env/bin/activate"),
+            "python3",
+            &[EngineStart {
+                id: 4,
+                connection: "{\"key\": \"k\"}",
+                argv: &argv,
+                env: &env,
+            }],
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        );
+        assert!(s.contains("source /opt/env/bin/activate\n"));
+        assert!(s.contains("cat > \"$D/e4.json\" <<'PXK_JSON'\n{\"key\": \"k\"}\nPXK_JSON\n"));
+        assert!(
+            s.contains("A='x y' exec $SETSID \"$PY\" -m ipykernel_launcher -f \"$D/e4.json\" >"),
+            "{s}"
+        );
+        assert!(s.contains("GRACE=30 $SETSID sh \"$D/watchdog\""));
+    }
+}

@@ -1,0 +1,504 @@
+//! Engines on SSH hosts: [`SshHost`] launches ipykernel engines on a host over
+//! its one OpenSSH master (the ssh crate's), each in a 0700 directory there with
+//! `ipc` sockets, reached through Unix-socket forwards on the master: no port is
+//! opened on the host, and engines of several notebooks never collide.
+//!
+//! Nothing is left behind: a keeper session renews a lease on the host every
+//! second; a watchdog there ends every engine's process group once the lease is
+//! older than the grace period (pxkernel gone or the host unreachable that
+//! long). A drop shorter than that loses nothing: the master reconnects, the
+//! forwards come back, the keeper starts again. The keeper also reports an
+//! engine whose process ended, so a dead engine is known within a second; the
+//! heartbeat only counts while the master is up, so a slow or broken network
+//! does not pass for dead engines.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use pxkernel_contract::LocalFuture;
+use pxkernel_contract::link::{HeartbeatLoss, Link};
+use pxkernel_kernel::client::{self, HeartbeatPolicy};
+use pxkernel_kernel::kernelspec::InterruptMode;
+use pxkernel_kernel::kernelspec::launch::session_dir;
+use pxkernel_kernel::protocol::{ConnectionInfo, random_key};
+use pxkernel_ssh::forward::{Forward, Listen, Target};
+use pxkernel_ssh::master::{Master, State};
+use pxkernel_ssh::{Endpoint, Ssh};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::launcher::{Launched, Launcher, Launches, Origin, drop_unrouted};
+use crate::remote::{self, EngineStart, Probe};
+
+/// Heartbeat of engines on SSH hosts: a ping every 2 s; while the host's master
+/// is up, an engine that misses 5 in a row (10 s) is dead.
+pub const SSH_HEARTBEAT: HeartbeatPolicy = HeartbeatPolicy {
+    period: Duration::from_secs(2),
+    misses: 5,
+};
+
+/// How long engines outlive their lost pxkernel by default.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// What `%engines start --ssh` asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPlan {
+    /// Where.
+    pub endpoint: Endpoint,
+    /// The interpreter on the host (`python3`).
+    pub python: String,
+    /// Shell lines run first (`module load …; source …/activate`).
+    pub setup: Option<String>,
+    /// A kernelspec on the host, instead of ipykernel of `python`.
+    pub kernel: Option<String>,
+    /// How long engines outlive a lost pxkernel.
+    pub grace: Duration,
+}
+
+/// One engine on the host.
+struct RemoteEngine {
+    id: u32,
+    dir: String,
+    owner: u64,
+    link: Weak<Link>,
+    local: Vec<PathBuf>,
+}
+
+/// Engines on one SSH host, and how to start more.
+pub struct SshHost {
+    ssh: Rc<Ssh>,
+    plan: HostPlan,
+    /// How the engines are started, learned from the probe.
+    argv: RefCell<Vec<String>>,
+    env: RefCell<Vec<(String, String)>>,
+    kernel_name: RefCell<String>,
+    engines: RefCell<Vec<RemoteEngine>>,
+}
+
+impl std::fmt::Debug for SshHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshHost")
+            .field("destination", &self.plan.endpoint.destination)
+            .finish()
+    }
+}
+
+fn engine_error(host: &str, id: u32, why: impl std::fmt::Display) -> String {
+    format!("engine {id} on {host} failed to start: {why}")
+}
+
+impl SshHost {
+    /// Engines on `plan`'s host, over `ssh`'s connections.
+    pub fn new(ssh: Rc<Ssh>, plan: HostPlan) -> Rc<SshHost> {
+        Rc::new(SshHost {
+            ssh,
+            plan,
+            argv: RefCell::new(Vec::new()),
+            env: RefCell::new(Vec::new()),
+            kernel_name: RefCell::new(String::new()),
+            engines: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The kernel its engines run, as the probe found it.
+    pub fn kernel_name(&self) -> String {
+        self.kernel_name.borrow().clone()
+    }
+
+    /// The host, as the engine table shows it.
+    pub fn host(&self) -> &str {
+        self.plan.endpoint.host()
+    }
+
+    async fn master(&self) -> Result<Rc<Master>, String> {
+        self.ssh
+            .master(None, &self.plan.endpoint)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Run a script on the host over the master; its stdout.
+    async fn run_script(
+        &self,
+        master: &Master,
+        script: &str,
+        limit: Duration,
+    ) -> Result<String, String> {
+        let mut child = master
+            .session("sh -s")
+            .spawn()
+            .map_err(|e| format!("could not run ssh: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(|e| format!("could not send the script: {e}"))?;
+        }
+        let out = tokio::time::timeout(limit, child.wait_with_output())
+            .await
+            .map_err(|_| format!("the host did not answer within {} s", limit.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() && !stdout.contains("pxk-") {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(format!("ssh said: {}", stderr.trim()));
+        }
+        Ok(stdout)
+    }
+
+    /// Ask the host what it has; fail with the host, what was found and the options.
+    pub async fn probe(&self) -> Result<(), String> {
+        let master = self.master().await?;
+        let script = remote::probe_script(
+            &self.plan.python,
+            self.plan.setup.as_deref(),
+            self.plan.kernel.as_deref(),
+        );
+        let out = self
+            .run_script(&master, &script, Duration::from_secs(60))
+            .await?;
+        let host = self.host();
+        let options = "pick another interpreter with --python PATH, or prepare the environment \
+                       with --setup 'module load …; source …/bin/activate'";
+        let Some(probe) = remote::read_probe(&out) else {
+            return Err(format!(
+                "{host} has no {} on its PATH: {options}",
+                self.plan.python
+            ));
+        };
+        let Probe {
+            python,
+            version,
+            ipykernel,
+            spec,
+            specs,
+        } = probe;
+        match (&self.plan.kernel, spec) {
+            (Some(name), Some(spec)) => {
+                *self.argv.borrow_mut() = spec.argv;
+                *self.env.borrow_mut() = spec.env.into_iter().collect();
+                *self.kernel_name.borrow_mut() = name.clone();
+            }
+            (Some(name), None) => {
+                let found = match specs {
+                    Some(s) if !s.is_empty() => format!("it has {}", s.join(", ")),
+                    _ => format!("{python} (Python {version}) finds no kernelspecs"),
+                };
+                return Err(format!(
+                    "{host} has no kernelspec {name:?} ({found}): install it there, or {options}"
+                ));
+            }
+            (None, _) if ipykernel.is_none() => {
+                return Err(format!(
+                    "{host}: {python} (Python {version}) has no ipykernel: install it there \
+                     ({python} -m pip install ipykernel), or {options}"
+                ));
+            }
+            (None, _) => {
+                *self.argv.borrow_mut() = ["$PY", "-m", "ipykernel_launcher", "-f"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain([
+                        "{connection_file}".to_owned(),
+                        "--HistoryManager.hist_file=:memory:".to_owned(),
+                    ])
+                    .collect();
+                *self.kernel_name.borrow_mut() = "python3".to_owned();
+            }
+        }
+        Ok(())
+    }
+
+    async fn launch_ids(self: Rc<Self>, ids: Vec<u32>, timeout: Duration) -> Launches {
+        let launched = Instant::now();
+        let host = self.host().to_owned();
+        let fail_all = |why: String| -> Launches {
+            ids.iter()
+                .map(|id| (*id, Err(engine_error(&host, *id, &why))))
+                .collect()
+        };
+        let master = match self.master().await {
+            Ok(m) => m,
+            Err(e) => return fail_all(e),
+        };
+        let mut infos = Vec::new();
+        for id in &ids {
+            let key = match random_key() {
+                Ok(k) => k,
+                Err(e) => return fail_all(format!("no random key: {e}")),
+            };
+            infos.push(ConnectionInfo {
+                transport: "ipc".to_owned(),
+                ip: format!("e{id}"),
+                shell_port: 1,
+                iopub_port: 2,
+                stdin_port: 3,
+                control_port: 4,
+                hb_port: 5,
+                signature_scheme: "hmac-sha256".to_owned(),
+                key,
+                kernel_name: Some(self.kernel_name.borrow().clone()),
+            });
+        }
+        let texts: Vec<String> = infos
+            .iter()
+            .map(|i| serde_json::to_string(i).unwrap_or_default())
+            .collect();
+        let argv = self.argv.borrow().clone();
+        let env = self.env.borrow().clone();
+        let starts: Vec<EngineStart<'_>> = ids
+            .iter()
+            .zip(&texts)
+            .map(|(id, text)| EngineStart {
+                id: *id,
+                connection: text,
+                argv: &argv,
+                env: &env,
+            })
+            .collect();
+        let script = remote::launch_script(
+            self.plan.setup.as_deref(),
+            &self.plan.python,
+            &starts,
+            self.plan.grace,
+            timeout,
+        );
+        let out = match self
+            .run_script(&master, &script, timeout + Duration::from_secs(10))
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => return fail_all(e),
+        };
+        let batch = remote::read_launch(&out);
+        let Some(dir) = batch.dir.clone() else {
+            return fail_all(
+                batch
+                    .error
+                    .unwrap_or_else(|| "the launch printed nothing".into()),
+            );
+        };
+        let mut results: Launches = batch
+            .failed
+            .iter()
+            .map(|(id, why)| (*id, Err(engine_error(&host, *id, why))))
+            .collect();
+        let local_dir = match session_dir() {
+            Ok(d) => d.to_owned(),
+            Err(e) => return fail_all(format!("pxkernel's runtime directory: {e}")),
+        };
+        let mut ready = Vec::new();
+        for (id, _pid) in &batch.ready {
+            let Some(info) = infos.iter().find(|i| i.ip == format!("e{id}")) else {
+                continue;
+            };
+            let owner = self.ssh.new_owner();
+            let prefix = local_dir.join(format!("r{owner}-e{id}"));
+            let mut forwards = Vec::new();
+            let mut local = Vec::new();
+            for port in 1..=5 {
+                let here = PathBuf::from(format!("{}-{port}", prefix.display()));
+                forwards.push(Forward {
+                    listen: Listen::Unix(here.clone()),
+                    target: Target::Unix(format!("{dir}/e{id}-{port}")),
+                });
+                local.push(here);
+            }
+            if let Err(e) = master.add_forwards(owner, &forwards).await {
+                results.push((*id, Err(engine_error(&host, *id, e))));
+                continue;
+            }
+            let mut here = info.clone();
+            here.ip = prefix.display().to_string();
+            ready.push((*id, owner, here, local));
+        }
+        let user = std::env::var("USER").unwrap_or_else(|_| "pxkernel".to_owned());
+        let mut connecting = tokio::task::JoinSet::new();
+        for (id, owner, info, local) in ready {
+            let user = user.clone();
+            connecting.spawn_local(async move {
+                let r = client::connect(&info, &user, timeout, Some(SSH_HEARTBEAT)).await;
+                (id, owner, local, r)
+            });
+        }
+        while let Some(Ok((id, owner, local, r))) = connecting.join_next().await {
+            match r {
+                Ok((sender, receiver, info)) => {
+                    let link = Link::new(
+                        sender,
+                        receiver,
+                        info,
+                        None,
+                        InterruptMode::Message,
+                        HeartbeatLoss::Log,
+                        drop_unrouted(id),
+                    );
+                    self.engines.borrow_mut().push(RemoteEngine {
+                        id,
+                        dir: dir.clone(),
+                        owner,
+                        link: Rc::downgrade(&link),
+                        local,
+                    });
+                    results.push((
+                        id,
+                        Ok(Launched {
+                            link,
+                            kernel: self.kernel_name.borrow().clone(),
+                            host: host.clone(),
+                            origin: Origin::Ssh(self.clone()),
+                            launched,
+                        }),
+                    ));
+                }
+                Err(e) => results.push((id, Err(engine_error(&host, id, e)))),
+            }
+        }
+        if self.engines.borrow().iter().any(|e| e.dir == dir) {
+            tokio::task::spawn_local(keep(self.clone(), master.clone(), dir));
+        }
+        results.sort_by_key(|(id, _)| *id);
+        results
+    }
+
+    async fn stop_engine(&self, link: &Link) {
+        let found = {
+            let mut all = self.engines.borrow_mut();
+            all.iter()
+                .position(|e| e.link.upgrade().is_some_and(|l| std::ptr::eq(&*l, link)))
+                .map(|i| all.remove(i))
+        };
+        link.shutdown(Duration::from_millis(0)).await;
+        let Some(engine) = found else {
+            return;
+        };
+        link.gone("stopped".to_owned());
+        if let Ok(master) = self.master().await {
+            let script = remote::stop_script(&engine.dir, engine.id);
+            if let Err(e) = self
+                .run_script(&master, &script, Duration::from_secs(10))
+                .await
+            {
+                tracing::warn!(engine = engine.id, "stopping on {}: {e}", self.host());
+            }
+            master.remove_forwards(engine.owner).await;
+            self.ssh.release(&master).await;
+        }
+        for p in engine.local {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    fn engines_in(&self, dir: &str) -> Vec<(u32, Rc<Link>)> {
+        self.engines
+            .borrow()
+            .iter()
+            .filter(|e| e.dir == dir)
+            .filter_map(|e| e.link.upgrade().map(|l| (e.id, l)))
+            .filter(|(_, l)| l.death().is_none())
+            .collect()
+    }
+}
+
+/// Keep the batch in `dir` alive: run its keeper over the master, renew the lease
+/// every second, hear which engines ended; run it again after the master comes
+/// back; give the engines up once the host has been away longer than the grace
+/// period. Ends when the batch has no engine left.
+async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
+    let grace = host.plan.grace;
+    let name = host.host().to_owned();
+    let mut away_since: Option<Instant> = None;
+    let mut states = master.watch();
+    loop {
+        if host.engines_in(&dir).is_empty() {
+            return;
+        }
+        if master.status().state != State::Up {
+            let since = *away_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > grace || master.status().state == State::Down {
+                for (_, link) in host.engines_in(&dir) {
+                    link.gone(format!(
+                        "lost its host {name} for longer than the grace period ({} s)",
+                        grace.as_secs()
+                    ));
+                }
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), states.changed()).await;
+            continue;
+        }
+        away_since = None;
+        let mut child = match master
+            .session(&format!("sh {d}/keeper {d}", d = remote::quote(&dir)))
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("keeper for {name}: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            continue;
+        };
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let window = SSH_HEARTBEAT.period * SSH_HEARTBEAT.misses;
+        let up_since = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let engines = host.engines_in(&dir);
+                    if engines.is_empty() {
+                        break;
+                    }
+                    if stdin.write_all(b"\n").await.is_err() {
+                        break;
+                    }
+                    // A heartbeat counts only while the host is reachable.
+                    if up_since.elapsed() > window {
+                        for (id, link) in engines {
+                            if link.heartbeat_age().is_some_and(|a| a > window) {
+                                tracing::warn!(engine = id, "heartbeat lost on {name}");
+                                link.gone(format!("its heartbeat stopped on {name}"));
+                            }
+                        }
+                    }
+                }
+                line = lines.next_line() => match line {
+                    Ok(Some(line)) => {
+                        if let Some(id) = line.strip_prefix("pxk-dead ").and_then(|i| i.trim().parse::<u32>().ok())
+                            && let Some((_, link)) = host.engines_in(&dir).into_iter().find(|(i, _)| *i == id)
+                        {
+                            link.gone(format!("its process on {name} ended"));
+                        }
+                    }
+                    _ => break,
+                },
+            }
+        }
+        drop(stdin);
+        let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+    }
+}
+
+/// Starts and stops the engines of one host.
+pub struct SshLauncher(pub Rc<SshHost>);
+
+impl Launcher for SshLauncher {
+    fn heartbeat(&self) -> HeartbeatPolicy {
+        SSH_HEARTBEAT
+    }
+
+    fn launch<'a>(&'a self, ids: &'a [u32], timeout: Duration) -> LocalFuture<'a, Launches> {
+        Box::pin(self.0.clone().launch_ids(ids.to_vec(), timeout))
+    }
+
+    fn stop<'a>(&'a self, link: &'a Link) -> LocalFuture<'a, ()> {
+        Box::pin(self.0.stop_engine(link))
+    }
+}
