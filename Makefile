@@ -6,7 +6,7 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 BIN      := target/release/pxkernel
 DEMO_DIR := build/demo
-NOTEBOOKS := quickstart parallel sql
+NOTEBOOKS := quickstart parallel sql  # and remote, through scripts/remote_demo.py
 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
@@ -33,6 +33,10 @@ demo: install
 	    --output-dir $(DEMO_DIR) notebooks/$$nb.ipynb || exit 1; \
 	  $(PY) scripts/show_notebook.py $(DEMO_DIR)/$$nb.ipynb || exit 1; \
 	done
+	@# Engines, a tunnel and a database on SSH hosts this machine makes (needs root).
+	@rm -f $(DEMO_DIR)/remote.ipynb
+	$(PY) scripts/remote_demo.py --output-dir $(DEMO_DIR)
+	@if [ -f $(DEMO_DIR)/remote.ipynb ]; then $(PY) scripts/show_notebook.py $(DEMO_DIR)/remote.ipynb; fi
 
 lint:
 	cargo fmt --all -- --check
@@ -46,13 +50,16 @@ test-rust:
 test-python: install
 	PXKERNEL_REQUIRE_ALL=1 $(PY) -m pytest -q -rfEs tests/python
 
+# remote.ipynb runs against SSH test hosts that scripts/remote_demo.py makes.
 test-notebooks: install
 	@mkdir -p build/test-notebooks
-	@for nb in notebooks/*.ipynb; do \
+	@rm -f build/test-notebooks/remote.ipynb
+	@for nb in $(filter-out notebooks/remote.ipynb,$(wildcard notebooks/*.ipynb)); do \
 	  echo "==> executing $$nb"; \
 	  $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.kernel_name=pxkernel \
 	    --output-dir build/test-notebooks $$nb || exit 1; \
 	done
+	PXKERNEL_REQUIRE_ALL=1 $(PY) scripts/remote_demo.py --output-dir build/test-notebooks
 	$(PY) scripts/check_notebook_errors.py $(patsubst notebooks/%,build/test-notebooks/%,$(wildcard notebooks/*.ipynb))
 
 # JupyterLab in headless Chromium and nbconvert, both started from the venv with it

@@ -14,12 +14,11 @@ use super::engines::{EngineError, Engines, id_ranges};
 use super::options::{self, PxOptions};
 use super::run::{self, Pending, RunControl, RunResult};
 use super::targets::{self, ResolveError};
-use crate::magics::ENGINES_START;
-use crate::ssh::{DEFAULT_GRACE, HostPlan, SshHost, SshLauncher};
+use crate::ssh::{SshHost, SshLauncher};
 use pxkernel_contract::MagicError;
 use pxkernel_contract::display::{Align, Cell as TableCell, Table, human_duration};
-use pxkernel_contract::parse::{ParseError, parse_leading, parse_options, split_args};
-use pxkernel_ssh::{Endpoint, Ssh};
+use pxkernel_contract::parse::{ParseError, parse_leading, split_args};
+use pxkernel_ssh::Ssh;
 
 /// How long `%engines start` waits for each engine by default.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -286,6 +285,11 @@ impl Px {
                 Ok(ExecuteOutcome::ok())
             }
             "start" => self.start(req, rest).await,
+            "profiles" => {
+                no_more("engines profiles", rest)?;
+                self.list_profiles(req);
+                Ok(ExecuteOutcome::ok())
+            }
             "stop" => {
                 let ids = self.targets_of("engines stop", rest, true)?;
                 self.engines.stop(&ids).await;
@@ -359,7 +363,11 @@ impl Px {
             timeout,
             kernel,
             host,
+            profile,
         } = start_args(rest)?;
+        if let Some(name) = profile {
+            return self.start_profile(req, &name, timeout).await;
+        }
         let began = Instant::now();
         let (started, kernel, on) = match host {
             Some(plan) => {
@@ -370,7 +378,10 @@ impl Px {
                     .await
                     .map_err(|e| failed_on(e.to_string()))?;
                 let host = SshHost::new(self.ssh.clone(), plan);
-                host.probe().await.map_err(failed_on)?;
+                if let Err(e) = host.probe().await {
+                    host.release().await;
+                    return Err(failed_on(e));
+                }
                 let kernel = host.kernel_name();
                 let started = self.engines.launch(&SshLauncher(host), n, timeout).await;
                 (started, kernel, on)
@@ -463,88 +474,6 @@ impl Px {
     }
 }
 
-/// What `%engines start` was asked for.
-#[derive(Debug, PartialEq)]
-struct StartArgs {
-    /// How many engines.
-    n: u32,
-    /// How long each may take to answer.
-    timeout: Duration,
-    /// `--kernel`, when given.
-    kernel: Option<String>,
-    /// `--ssh` and what goes with it.
-    host: Option<HostPlan>,
-}
-
-fn start_args(rest: &[String]) -> Result<StartArgs, MagicError> {
-    let parsed = parse_options("engines start", ENGINES_START, rest)?;
-    no_more("engines start", &parsed.positional)?;
-    let bad = |option: &str, value: &str, reason: &str| {
-        MagicError::Usage(ParseError::BadValue {
-            magic: "engines start".to_owned(),
-            option: option.to_owned(),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        })
-    };
-    let n: u32 = match parsed.value("n") {
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|n| (1..=1024).contains(n))
-            .ok_or_else(|| bad("n", v, "a number of engines from 1 to 1024"))?,
-        None => return Err(usage("engines start", "say how many engines: -n N")),
-    };
-    let timeout = match parsed.value("timeout") {
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|s| *s > 0.0)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| bad("timeout", v, "a number of seconds above 0"))?,
-        None => START_TIMEOUT,
-    };
-    let host = match parsed.value("ssh") {
-        Some(spec) => {
-            let endpoint = Endpoint::parse_host(spec).map_err(|e| bad("ssh", spec, &e))?;
-            let grace = match parsed.value("grace") {
-                Some(v) => v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| *s >= 1.0 && *s <= 86_400.0)
-                    .map(|s| Duration::from_secs(s.round() as u64))
-                    .ok_or_else(|| bad("grace", v, "a number of seconds from 1 to 86400"))?,
-                None => DEFAULT_GRACE,
-            };
-            Some(HostPlan {
-                endpoint,
-                python: parsed.value("python").unwrap_or("python3").to_owned(),
-                setup: parsed.value("setup").map(str::to_owned),
-                kernel: parsed.value("kernel").map(str::to_owned),
-                grace,
-            })
-        }
-        None => {
-            if let Some(o) = ["python", "setup", "grace"]
-                .into_iter()
-                .find(|o| parsed.has(o))
-            {
-                return Err(usage(
-                    "engines start",
-                    format!("--{o} goes with --ssh HOST"),
-                ));
-            }
-            None
-        }
-    };
-    Ok(StartArgs {
-        n,
-        timeout,
-        kernel: parsed.value("kernel").map(str::to_owned),
-        host,
-    })
-}
-
 fn no_more(magic: &str, rest: &[String]) -> Result<(), MagicError> {
     match rest.first() {
         Some(arg) => Err(MagicError::Usage(ParseError::UnexpectedArgument {
@@ -562,6 +491,11 @@ fn failed(ename: &str, evalue: String, traceback: Vec<String>) -> MagicError {
         traceback,
     }
 }
+
+mod hosts;
+mod start;
+
+use start::{StartArgs, start_args};
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,8 @@
 //! - [`output`]: engine output shaped for the notebook (`[stdout:0]`, `Out[0:5]:`), pure.
 //! - [`launcher`]: where engines come from — the [`Launcher`] trait, each
 //!   engine's [`Origin`], the local launcher and attach.
-//! - [`ssh`] and [`remote`]: engines on SSH hosts, and the scripts run there.
+//! - [`ssh`] and [`remote`]: engines on SSH hosts, and the scripts run there;
+//!   [`profiles`]: cluster profiles naming hosts and tunnels (TOML).
 //! - [`engines`]: the registry — launch, stop, restart, liveness.
 //! - [`run`]: one fan-out run, merging outputs as they arrive; never hangs.
 //! - [`commands`]: the magics `%px`, `%autopx`, `%pxresult`, `%pxconfig`, `%engines`.
@@ -19,6 +20,7 @@ pub mod launcher;
 pub mod magics;
 pub mod options;
 pub mod output;
+pub mod profiles;
 pub mod remote;
 pub mod run;
 pub mod ssh;

@@ -90,6 +90,12 @@ pub const ENGINES_START: &[OptSpec] = &[
         "with --ssh: shell commands run first ('module load …; source …/activate')",
     ),
     OptSpec::new(
+        "profile",
+        None,
+        Takes::Value("NAME"),
+        "start the engines and tunnels a cluster profile names (%engines profiles lists them)",
+    ),
+    OptSpec::new(
         "grace",
         None,
         Takes::Value("SECONDS"),
@@ -104,14 +110,15 @@ pub const ENGINES: MagicSpec = MagicSpec {
     summary: "Start, list, stop, restart or attach the engines %px runs on.",
     usage: "%engines [list]\n%engines start -n N [--kernel KERNELSPEC] [--timeout SECONDS]\n\
 %engines start --ssh [USER@]HOST[:PORT] -n N [--python PATH] [--setup CMDS] [--grace SECONDS]\n\
+%engines start --profile NAME\n%engines profiles\n\
 %engines stop [TARGETS]\n%engines restart TARGETS\n%engines connect FILE...",
     options: ENGINES_START,
-    subcommands: &["list", "start", "stop", "restart", "connect"],
+    subcommands: &["list", "start", "stop", "restart", "connect", "profiles"],
     details: "Engines are Jupyter kernels of any language. Ids are integers from 0, stable for \
 the notebook's life; a later start adds more. A dead engine is shown dead within 3 s and never \
 blocks a cell. TARGETS: all, 3, 0,2,5, 1:4, ::2, -1. Engines on SSH hosts run over one \
 OpenSSH master per host (your ssh_config, agent and known_hosts apply; prompts come to the \
-notebook), with Unix sockets forwarded: no port is opened on the host. They end when pxkernel \
+notebook), with Unix sockets forwarded: pxkernel opens no port on the host. They end when pxkernel \
 is gone longer than the grace period, by a watchdog on the host.",
 };
 

@@ -218,11 +218,13 @@ const WAIT_READY: &str = r#"  p=$(cat "$D/e$id.pid")
   done
 "#;
 
-/// Run by pxkernel over ssh as `sh D/keeper D`: each line read renews the lease;
-/// an engine whose process ended is reported once (`pxk-dead ID`).
+/// Run by pxkernel over ssh as `sh D/keeper D`: each line read renews the lease
+/// and is answered (`pxk-ok`: the host is reachable now); an engine whose
+/// process ended is reported once (`pxk-dead ID`).
 const KEEPER: &str = r#"D=$1
 while read -r _; do
   date +%s > "$D/lease"
+  echo pxk-ok
   for f in "$D"/e*.pid; do
     [ -f "$f" ] || continue
     p=$(cat "$f")
@@ -265,7 +267,7 @@ pub fn stop_script(dir: &str, id: u32) -> String {
          for _ in 1 2 3 4 5; do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done\n  \
          kill -s TERM -- \"-$p\" 2>/dev/null\n  \
          for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done\n  \
-         kill -s KILL -- \"-$p\" 2>/dev/null\nfi\nrm -f \"$D/e{id}.json\" \"$D/e{id}.pid\" \"$D\"/e{id}-*\n",
+         kill -s KILL -- \"-$p\" 2>/dev/null\nfi\nrm -f \"$D/e{id}.json\" \"$D/e{id}.pid\" \"$D/e{id}.log\" \"$D\"/e{id}-*\n",
         quote(dir)
     )
 }

@@ -55,6 +55,10 @@ pub struct HostPlan {
     pub kernel: Option<String>,
     /// How long engines outlive a lost pxkernel.
     pub grace: Duration,
+    /// Extra environment of the engines.
+    pub env: Vec<(String, String)>,
+    /// Extra arguments of the kernel's command line.
+    pub args: Vec<String>,
 }
 
 /// One engine on the host.
@@ -102,6 +106,13 @@ impl SshHost {
         })
     }
 
+    /// Let the host's master go if nothing holds it (after a failed probe).
+    pub async fn release(&self) {
+        if let Ok(master) = self.master().await {
+            self.ssh.release(&master).await;
+        }
+    }
+
     /// The kernel its engines run, as the probe found it.
     pub fn kernel_name(&self) -> String {
         self.kernel_name.borrow().clone()
@@ -143,7 +154,21 @@ impl SshHost {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() && !stdout.contains("pxk-") {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(format!("ssh said: {}", stderr.trim()));
+            let said = stderr.trim();
+            let code = out
+                .status
+                .code()
+                .map_or_else(|| out.status.to_string(), |c| format!("exit status {c}"));
+            return Err(format!(
+                "the commands on {} ended with {code} before pxkernel's script ran \
+                 (check --setup){}",
+                self.host(),
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {said}")
+                }
+            ));
         }
         Ok(stdout)
     }
@@ -177,8 +202,13 @@ impl SshHost {
         } = probe;
         match (&self.plan.kernel, spec) {
             (Some(name), Some(spec)) => {
-                *self.argv.borrow_mut() = spec.argv;
-                *self.env.borrow_mut() = spec.env.into_iter().collect();
+                *self.argv.borrow_mut() = spec
+                    .argv
+                    .into_iter()
+                    .chain(self.plan.args.clone())
+                    .collect();
+                *self.env.borrow_mut() =
+                    spec.env.into_iter().chain(self.plan.env.clone()).collect();
                 *self.kernel_name.borrow_mut() = name.clone();
             }
             (Some(name), None) => {
@@ -204,7 +234,9 @@ impl SshHost {
                         "{connection_file}".to_owned(),
                         "--HistoryManager.hist_file=:memory:".to_owned(),
                     ])
+                    .chain(self.plan.args.clone())
                     .collect();
+                *self.env.borrow_mut() = self.plan.env.clone();
                 *self.kernel_name.borrow_mut() = "python3".to_owned();
             }
         }
@@ -375,7 +407,23 @@ impl SshHost {
             return;
         };
         link.gone("stopped".to_owned());
-        if let Ok(master) = self.master().await {
+        // A master coming back is waited for a little: the engine is ended now,
+        // not by the watchdog a grace period later.
+        let mut master = self.master().await;
+        let waited = Instant::now();
+        while master.is_err() && waited.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            master = self.master().await;
+        }
+        if let Err(e) = &master {
+            tracing::warn!(
+                engine = engine.id,
+                "{e}; the watchdog on {} ends it within {} s",
+                self.host(),
+                self.plan.grace.as_secs()
+            );
+        }
+        if let Ok(master) = master {
             let script = remote::stop_script(&engine.dir, engine.id);
             if let Err(e) = self
                 .run_script(&master, &script, Duration::from_secs(10))
@@ -449,6 +497,8 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let window = SSH_HEARTBEAT.period * SSH_HEARTBEAT.misses;
         let up_since = Instant::now();
+        // When the keeper last answered: the host was reachable then.
+        let mut answered: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -459,8 +509,10 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                     if stdin.write_all(b"\n").await.is_err() {
                         break;
                     }
-                    // A heartbeat counts only while the host is reachable.
-                    if up_since.elapsed() > window {
+                    // A lost heartbeat counts only while the host answers: the
+                    // master may take longer than the heartbeat to notice a cut.
+                    let reachable = answered.is_some_and(|t| t.elapsed() < Duration::from_secs(3));
+                    if reachable && up_since.elapsed() > window {
                         for (id, link) in engines {
                             if link.heartbeat_age().is_some_and(|a| a > window) {
                                 tracing::warn!(engine = id, "heartbeat lost on {name}");
@@ -470,6 +522,7 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                     }
                 }
                 line = lines.next_line() => match line {
+                    Ok(Some(line)) if line == "pxk-ok" => answered = Some(Instant::now()),
                     Ok(Some(line)) => {
                         if let Some(id) = line.strip_prefix("pxk-dead ").and_then(|i| i.trim().parse::<u32>().ok())
                             && let Some((_, link)) = host.engines_in(&dir).into_iter().find(|(i, _)| *i == id)
@@ -483,6 +536,37 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
         }
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+    }
+}
+
+/// Starts the engines of several hosts at once (a profile): the ids are dealt
+/// out in order, each host's share launched in parallel with the others.
+pub struct HostsLauncher(pub Vec<(Rc<SshHost>, u32)>);
+
+impl Launcher for HostsLauncher {
+    fn heartbeat(&self) -> HeartbeatPolicy {
+        SSH_HEARTBEAT
+    }
+
+    fn launch<'a>(&'a self, ids: &'a [u32], timeout: Duration) -> LocalFuture<'a, Launches> {
+        Box::pin(async move {
+            let mut set = tokio::task::JoinSet::new();
+            let mut rest = ids;
+            for (host, n) in &self.0 {
+                let (mine, more) = rest.split_at((*n as usize).min(rest.len()));
+                rest = more;
+                set.spawn_local(host.clone().launch_ids(mine.to_vec(), timeout));
+            }
+            let mut all = Vec::new();
+            while let Some(done) = set.join_next().await {
+                match done {
+                    Ok(results) => all.extend(results),
+                    Err(e) => tracing::error!("engine launch task failed: {e}"),
+                }
+            }
+            all.sort_by_key(|(id, _)| *id);
+            all
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! and how `%engines start` parses its arguments and names a bad option.
 
 use super::*;
+use crate::ssh::DEFAULT_GRACE;
 
 fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
@@ -53,6 +54,7 @@ fn engines_start_arguments() {
             timeout: *timeout,
             kernel: kernel.map(str::to_owned),
             host: None,
+            profile: None,
         };
         assert_eq!(got, want, "case {label}");
     }
@@ -139,6 +141,11 @@ fn engines_start_errors_name_the_option_as_written() {
             "a host that is an option",
             "-n 2 --ssh=-oProxyCommand=x",
             "%engines start: bad value \"-oProxyCommand=x\" for --ssh: \"-oProxyCommand=x\" is not a host: write [user@]host[:port]",
+        ),
+        (
+            "a profile with a count",
+            "--profile two -n 2",
+            "%engines start: -n comes from the profile: give --profile alone (with --timeout)",
         ),
         (
             "grace of no time",
