@@ -107,7 +107,16 @@ fn completes_the_served_magics_by_name_and_option() {
         (
             "one-letter options read -n",
             "%engines start -",
-            &["-n", "--kernel", "--timeout"],
+            &[
+                "-n",
+                "--kernel",
+                "--timeout",
+                "--ssh",
+                "--python",
+                "--setup",
+                "--profile",
+                "--grace",
+            ],
         ),
     ];
     for (case, code, want) in cases {
