@@ -41,7 +41,6 @@ same process), never by name.
 """
 
 import argparse
-import hashlib
 import os
 import platform
 import random
@@ -55,7 +54,7 @@ from pathlib import Path
 import psutil
 import zmq
 
-from benchlib import (CpuMeter, KernelProcess, Noise, cleanup, install_cleanup, line, log,
+from benchlib import (sha256_12, CpuMeter, KernelProcess, Noise, cleanup, install_cleanup, line, log,
                       mem_of, pct, stats, track, bench_env, install_pxkernel)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,14 +96,6 @@ class Kernel(KernelProcess):
 # ---------------------------------------------------------------------------
 # setup
 # ---------------------------------------------------------------------------
-
-def sha256_12(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
-
 
 def setup(tmp, bins, python):
     """Copy the binaries into TMP, write a python3 kernelspec (this Python's ipykernel)

@@ -4,6 +4,7 @@ recorded with its create time and, if still alive at the end, killed by PID,
 never by name)."""
 
 import atexit
+import hashlib
 import json
 import os
 import signal
@@ -40,6 +41,20 @@ def pct(data, p):
     lo = int(k)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def ratio(a, b, nd=3):
+    """a / b, rounded; NaN when b is 0."""
+    return round(a / b, nd) if b else float("nan")
+
+
+def sha256_12(path):
+    """The first 12 hex digits of a file's SHA-256 (which binary was measured)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
 
 
 def stats(xs, nd=3):

@@ -57,7 +57,7 @@ from pathlib import Path
 import psutil
 import zmq
 
-from benchlib import (CpuMeter, KernelProcess, Noise, _live, _tracked, cleanup, install_cleanup,
+from benchlib import (ratio, CpuMeter, KernelProcess, Noise, _live, _tracked, cleanup, install_cleanup,
                       kill_by_pid, line, log, mem_of, pct, stats, stop_tree, track, track_tree,
                       wait_gone, bench_env, install_pxkernel, kernelspec_of)
 
@@ -84,10 +84,6 @@ EXPECTED = {
 }
 OUTPUT_TYPES = ("stream", "display_data", "update_display_data", "execute_result")
 TAGGED = re.compile(r"\[(stdout|stderr):(\d+)\] ?(.*)\Z", re.S)
-
-
-def ratio(a, b, nd=3):
-    return round(a / b, nd) if b else float("nan")
 
 
 def orders(items):

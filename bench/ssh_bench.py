@@ -30,7 +30,6 @@ processes go with `testhosts.down`.
 
 import argparse
 import collections
-import hashlib
 import json
 import os
 import platform
@@ -50,7 +49,7 @@ from pathlib import Path
 import psutil
 import zmq
 
-from benchlib import (Noise, _live, _tracked, bench_env, cleanup, install_cleanup, install_pxkernel,
+from benchlib import (ratio, sha256_12, Noise, _live, bench_env, cleanup, install_cleanup, install_pxkernel,
                       kill_by_pid, line, log, pct, stats, stop_tree, track, track_tree)
 from px_bench import TAGGED, Kernel, orders
 
@@ -75,18 +74,6 @@ PROFILES = {"bench-fair": FAIR_HOSTS, "bench-all": ALL_HOSTS}
 CONTROLLER_LOCATION = "10.231.1.1"             # the root side of pxa's veth; pxb, pxd route to it
 NOTICE = "pxkernel: the ssh connection to"
 FORWARD = re.compile(r"^  (\S+):(\d+) → ", re.M)
-
-
-def ratio(a, b, nd=3):
-    return round(a / b, nd) if b else float("nan")
-
-
-def sha256_12(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
 
 
 def free_port():

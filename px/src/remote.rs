@@ -44,16 +44,7 @@ pub struct RemoteSpec {
     pub env: std::collections::BTreeMap<String, String>,
 }
 
-/// Quote for POSIX sh.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+".contains(&b))
-    {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use pxkernel_ssh::askpass::shell_quote as quote;
 
 /// The probe: run `setup`, find `python`, ask it for its version, ipykernel, and
 /// the kernelspec `kernel` (when given). Prints one `pxk-probe JSON` line, or

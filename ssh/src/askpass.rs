@@ -75,7 +75,14 @@ impl Drop for Asking {
     }
 }
 
-fn shell_quote(s: &str) -> String {
+/// Quote a word for POSIX sh (as it is when it needs nothing).
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+".contains(&b))
+    {
+        return s.to_owned();
+    }
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

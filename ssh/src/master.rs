@@ -250,20 +250,7 @@ impl Master {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(false);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Its own session: no terminal (so prompts go to askpass), and the
-                // notebook's interrupt (SIGINT to our group) never reaches it.
-                libc::setsid();
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
+        own_session(&mut cmd);
         cmd
     }
 
@@ -499,18 +486,7 @@ impl Master {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
+        own_session(&mut cmd);
         cmd
     }
 
@@ -540,6 +516,25 @@ impl Master {
         }
         let _ = std::fs::remove_file(&self.socket);
         self.set_state(State::Closed, None);
+    }
+}
+
+/// Run `cmd` in its own session, ending with pxkernel: no terminal (so prompts go
+/// to askpass), the notebook's interrupt (SIGINT to our group) never reaches it,
+/// and `PR_SET_PDEATHSIG` ends it when pxkernel dies, even by SIGKILL.
+fn own_session(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // We may have died between fork and prctl.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 

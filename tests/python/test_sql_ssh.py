@@ -66,7 +66,9 @@ def test_aug31_through_the_tunnel_with_sslmode_require(kernel, remote_pg):
     assert f"localhost:{remote_pg.port}" in listing and "up" in listing, listing
 
 
-def test_verify_full_checks_the_urls_host_not_the_tunnel(kernel, remote_pg):
+def test_verify_full_passes_through_the_tunnel(kernel, remote_pg):
+    # The certificate names localhost (and 127.0.0.1): verified under the URL's host,
+    # with the connection going to the tunnel's local port.
     _, kc = kernel
     ok(kc, f"%sql {url(remote_pg, 'verify-full', '&sslrootcert=' + remote_pg.cert)} --ssh {HOST} --alias vf")
     assert query_rows(kc, "SELECT count(*) FROM aug31") == [["3"]]

@@ -6,7 +6,6 @@ and starts its engines on every host in parallel, over the SSH test hosts
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -47,13 +46,11 @@ def test_profiles_are_listed_and_started(kc, profile):
     text = table["content"]["data"]["text/plain"]
     assert "three" in text and "2×pxa, 1×pxc" in text and "pxa and pxc" in text, text
 
-    began = time.monotonic()
     reply, msgs = execute(kc, f"%engines start --profile {profile}", timeout=120)
     said = stdout_of(msgs)
     assert reply["status"] == "ok", (reply, said)
     assert "tunnel sshd-b to pxb: 127.0.0.1:" in said, said
     assert f"Started 3 engines of profile {profile} (2 on pxa, 1 on pxc)" in said, said
-    assert time.monotonic() - began < 120
 
     reply, msgs = execute(kc, "%px import os, socket; print(socket.gethostname(), os.environ.get('PXK_PROFILE'))")
     assert reply["status"] == "ok", reply

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -219,9 +218,8 @@ def _restore_empty_known_hosts(hosts):
 def test_unknown_host_key_headless_fails_at_once_naming_the_fix(kernel, hosts):
     km, kc = kernel
     fp = fingerprint(hosts, "pxb")
-    t0 = time.monotonic()
-    ename, evalue = failure(kc, "%ssh_tunnel -L 0:127.0.0.1:9 pxb-unknown")
-    assert time.monotonic() - t0 < 10
+    # At once: a headless run gets no reply if the prompt waited for an answer.
+    ename, evalue = failure(kc, "%ssh_tunnel -L 0:127.0.0.1:9 pxb-unknown", timeout=10)
     assert ename == "SSHError"
     assert evalue.startswith("ssh to pxb-unknown failed: "), evalue
     assert "Host key verification failed" in evalue
@@ -278,11 +276,9 @@ def test_interrupt_while_asked(kernel, hosts):
     msg_id = kc.execute(f"%ssh_tunnel -L 0:127.0.0.1:{REMOTE_PORT} pxb-unknown", allow_stdin=True)
     req = kc.get_stdin_msg(timeout=20)
     assert req["msg_type"] == "input_request"
-    t0 = time.monotonic()
     km.interrupt_kernel()
-    reply = shell_reply(kc, msg_id, timeout=15)["content"]
+    reply = shell_reply(kc, msg_id, timeout=10)["content"]
     collect(kc, msg_id)
-    assert time.monotonic() - t0 < 10
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
     wait_until(lambda: ssh_children(km) == [], timeout=10, what="no ssh left")
     assert tunnel_rows(kc) == {}
@@ -297,9 +293,7 @@ def _passphrase_line(hosts, name="pp"):
 
 def test_passphrase_headless_says_ssh_add(kernel, hosts):
     km, kc = kernel
-    t0 = time.monotonic()
-    ename, evalue = failure(kc, _passphrase_line(hosts))
-    assert time.monotonic() - t0 < 10
+    ename, evalue = failure(kc, _passphrase_line(hosts), timeout=10)
     assert ename == "SSHError"
     assert f"ssh-add {hosts.passphrase_key}" in evalue, evalue
     assert "Permission denied" in evalue, evalue
@@ -367,9 +361,7 @@ def test_dropped_master_that_needs_a_passphrase_goes_down_saying_so(fresh, hosts
 
 def test_unreachable_and_refused_fail_in_bounded_time_with_openssh_words(kernel, hosts):
     km, kc = kernel
-    t0 = time.monotonic()
-    ename, evalue = failure(kc, "%ssh_tunnel -o ConnectTimeout=3 -L 0:127.0.0.1:9 root@10.231.250.2")
-    assert time.monotonic() - t0 < 15
+    ename, evalue = failure(kc, "%ssh_tunnel -o ConnectTimeout=3 -L 0:127.0.0.1:9 root@10.231.250.2", timeout=15)
     assert ename == "SSHError"
     assert evalue.startswith("ssh to root@10.231.250.2 failed: "), evalue
     assert "connect to host 10.231.250.2 port 22" in evalue, evalue

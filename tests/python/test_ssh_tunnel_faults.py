@@ -104,7 +104,6 @@ def test_link_cut_is_detected_and_recovered(fresh, hosts, servers):
     said = []
     hosts.cut("pxb")
     try:
-        t0 = time.monotonic()
 
         def reconnecting():
             reply, msgs = cell(kc, "%ssh_tunnel --list")
@@ -112,8 +111,8 @@ def test_link_cut_is_detected_and_recovered(fresh, hosts, servers):
             rows = tunnel_rows(kc)
             return rows["pxb"]["state"] == "reconnecting" and rows["pxb"]
 
-        row = wait_until(reconnecting, timeout=30, interval=0.5, what="--list to show reconnecting")
-        assert time.monotonic() - t0 < 25  # found by keepalives (3 missed, 3 s apart), not TCP's minutes
+        # Found by keepalives (3 missed, 3 s apart), not TCP's minutes.
+        row = wait_until(reconnecting, timeout=25, interval=0.5, what="--list to show reconnecting")
         assert row["last error"] != "-", row
     finally:
         hosts.restore("pxb")
