@@ -209,38 +209,53 @@ const WAIT_READY: &str = r#"  p=$(cat "$D/e$id.pid")
   done
 "#;
 
-/// Run by pxkernel over ssh as `sh D/keeper D`: each line read renews the lease
-/// and is answered (`pxk-ok`: the host is reachable now); an engine whose
-/// process ended is reported once (`pxk-dead ID`).
+/// Run by pxkernel over ssh as `sh D/keeper D` (see [`keeper_command`]): each
+/// line read renews the lease and is answered (`pxk-ok`: the host is reachable
+/// now); an engine whose process ended is reported (`pxk-dead ID`), once per
+/// keeper. Its pid file stays: a report lost with a dropped connection is made
+/// again by the next keeper. The lease is replaced whole (`mv`), so the
+/// watchdog never reads it half written.
 const KEEPER: &str = r#"D=$1
+told=
 while read -r _; do
-  date +%s > "$D/lease"
+  date +%s > "$D/lease.new" && mv -f "$D/lease.new" "$D/lease"
   echo pxk-ok
   for f in "$D"/e*.pid; do
     [ -f "$f" ] || continue
-    p=$(cat "$f")
-    if ! kill -0 "$p" 2>/dev/null; then
-      id=${f##*/e}; id=${id%.pid}
+    id=${f##*/e}; id=${id%.pid}
+    case " $told " in *" $id "*) continue ;; esac
+    if ! kill -0 "$(cat "$f" 2>/dev/null)" 2>/dev/null; then
       echo "pxk-dead $id"
-      rm -f "$f"
+      told="$told $id"
     fi
   done
 done
 "#;
 
+/// The command that runs the keeper of the batch in `dir`; it prints `pxk-gone`
+/// when the batch directory is gone (every engine of it ended, and the
+/// watchdog removed it).
+pub fn keeper_command(dir: &str) -> String {
+    let d = quote(dir);
+    format!("if [ -f {d}/keeper ]; then exec sh {d}/keeper {d}; else echo pxk-gone; fi")
+}
+
 /// Detached on the host: once the lease is older than `$GRACE` seconds (pxkernel
 /// gone, or its host unreachable that long), end every engine's process group;
-/// when no engine is left, remove the directory.
+/// when no engine is left, remove the directory. A lease it cannot read counts
+/// as the last one it could: only time passing ends engines.
 const WATCHDOG: &str = r#"D=$1
+renewed=$(date +%s)
 while :; do
   sleep 1
   any=0
   for f in "$D"/e*.pid; do
-    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && any=1
+    [ -f "$f" ] && kill -0 "$(cat "$f" 2>/dev/null)" 2>/dev/null && any=1
   done
   [ "$any" = 1 ] || break
-  lease=$(cat "$D/lease" 2>/dev/null || echo 0)
-  if [ $(( $(date +%s) - lease )) -gt "$GRACE" ]; then
+  lease=$(cat "$D/lease" 2>/dev/null)
+  case $lease in ''|*[!0-9]*) ;; *) renewed=$lease ;; esac
+  if [ $(( $(date +%s) - renewed )) -gt "$GRACE" ]; then
     for f in "$D"/e*.pid; do [ -f "$f" ] && kill -s TERM -- "-$(cat "$f")" 2>/dev/null; done
     sleep 2
     for f in "$D"/e*.pid; do [ -f "$f" ] && kill -s KILL -- "-$(cat "$f")" 2>/dev/null; done
@@ -390,5 +405,151 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("GRACE=30 $SETSID sh \"$D/watchdog\""));
+    }
+
+    /// The keeper and watchdog run here, in `sh`, on a directory laid out as a
+    /// launch lays it out, with `sleep` for engines.
+    mod scripts {
+        use super::super::{KEEPER, WATCHDOG, keeper_command};
+        use std::io::{BufRead, BufReader, Write};
+        use std::os::unix::process::CommandExt;
+        use std::path::Path;
+        use std::process::{Child, Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        fn batch() -> tempfile::TempDir {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("keeper"), KEEPER).unwrap();
+            std::fs::write(d.path().join("watchdog"), WATCHDOG).unwrap();
+            d
+        }
+
+        /// An engine: a process in a group of its own, its pid in `eID.pid`.
+        fn engine(dir: &Path, id: u32) -> Child {
+            let child = Command::new("sleep")
+                .arg("60")
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            std::fs::write(dir.join(format!("e{id}.pid")), format!("{}\n", child.id())).unwrap();
+            child
+        }
+
+        fn alive(child: &mut Child) -> bool {
+            child.try_wait().unwrap().is_none()
+        }
+
+        fn until(what: &str, mut done: impl FnMut() -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !done() {
+                assert!(Instant::now() < deadline, "never: {what}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+
+        fn now() -> u64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        }
+
+        #[test]
+        fn the_watchdog_ends_engines_only_once_the_lease_is_older_than_the_grace_period() {
+            let d = batch();
+            let mut e = engine(d.path(), 0);
+            // A lease caught half written (empty) or unreadable is no reason to end anything.
+            std::fs::write(d.path().join("lease"), "").unwrap();
+            let mut watchdog = Command::new("sh")
+                .arg(d.path().join("watchdog"))
+                .arg(d.path())
+                .env("GRACE", "5")
+                .spawn()
+                .unwrap();
+            let started = Instant::now();
+            // Three rounds of the watchdog (one a second) with no lease it can read.
+            while started.elapsed() < Duration::from_secs(3) {
+                assert!(
+                    alive(&mut e),
+                    "the watchdog ended an engine over an empty lease"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::fs::write(d.path().join("lease"), "garbage").unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(
+                alive(&mut e),
+                "the watchdog ended an engine over an unreadable lease"
+            );
+            // A lease older than the grace period ends the engine, then the directory.
+            std::fs::write(d.path().join("lease"), format!("{}\n", now() - 100)).unwrap();
+            until("the engine ended", || !alive(&mut e));
+            until("the watchdog done", || {
+                watchdog.try_wait().unwrap().is_some()
+            });
+            assert!(!d.path().exists(), "the watchdog removed the directory");
+        }
+
+        #[test]
+        fn the_keeper_renews_the_lease_and_reports_each_ended_engine_once() {
+            let d = batch();
+            let mut live = engine(d.path(), 0);
+            let mut ended = engine(d.path(), 1);
+            ended.kill().unwrap();
+            ended.wait().unwrap();
+            std::fs::write(d.path().join("lease"), "0\n").unwrap();
+            let keeper = |lines: usize| {
+                let mut k = Command::new("sh")
+                    .args(["-c", &keeper_command(d.path().to_str().unwrap())])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let mut stdin = k.stdin.take().unwrap();
+                let mut out = BufReader::new(k.stdout.take().unwrap());
+                let mut said = Vec::new();
+                for _ in 0..lines {
+                    stdin.write_all(b"\n").unwrap();
+                    stdin.flush().unwrap();
+                    let mut line = String::new();
+                    out.read_line(&mut line).unwrap();
+                    said.push(line.trim().to_owned());
+                    // Its reports follow the answer to the line they came with.
+                    if line.trim() == "pxk-ok" && said.len() == 1 {
+                        line.clear();
+                        out.read_line(&mut line).unwrap();
+                        said.push(line.trim().to_owned());
+                    }
+                }
+                drop(stdin);
+                k.wait().unwrap();
+                said
+            };
+            assert_eq!(keeper(3), ["pxk-ok", "pxk-dead 1", "pxk-ok", "pxk-ok"]);
+            let lease: u64 = std::fs::read_to_string(d.path().join("lease"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(lease + 5 >= now(), "the lease was renewed: {lease}");
+            // A report lost with its connection is made again by the next keeper.
+            assert!(d.path().join("e1.pid").exists());
+            assert_eq!(keeper(1), ["pxk-ok", "pxk-dead 1"]);
+            assert!(alive(&mut live));
+            live.kill().unwrap();
+            live.wait().unwrap();
+        }
+
+        #[test]
+        fn the_keeper_of_a_removed_batch_says_it_is_gone() {
+            let d = batch();
+            let gone = d.path().join("removed");
+            let out = Command::new("sh")
+                .args(["-c", &keeper_command(gone.to_str().unwrap())])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "pxk-gone\n");
+        }
     }
 }

@@ -479,7 +479,7 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
         }
         away_since = None;
         let mut child = match master
-            .session(&format!("sh {d}/keeper {d}", d = remote::quote(&dir)))
+            .session(&remote::keeper_command(&dir))
             .stderr(Stdio::null())
             .spawn()
         {
@@ -523,6 +523,12 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                 }
                 line = lines.next_line() => match line {
                     Ok(Some(line)) if line == "pxk-ok" => answered = Some(Instant::now()),
+                    Ok(Some(line)) if line == "pxk-gone" => {
+                        for (_, link) in host.engines_in(&dir) {
+                            link.gone(format!("its process on {name} ended"));
+                        }
+                        break;
+                    }
                     Ok(Some(line)) => {
                         if let Some(id) = line.strip_prefix("pxk-dead ").and_then(|i| i.trim().parse::<u32>().ok())
                             && let Some((_, link)) = host.engines_in(&dir).into_iter().find(|(i, _)| *i == id)
@@ -536,6 +542,10 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
         }
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+        if answered.is_none() {
+            // A keeper that never answered is not run again at once.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 
