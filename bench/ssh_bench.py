@@ -51,7 +51,8 @@ import zmq
 
 from benchlib import (ratio, sha256_12, Noise, _live, bench_env, cleanup, install_cleanup, install_pxkernel,
                       kill_by_pid, line, log, pct, stats, stop_tree, track, track_tree)
-from px_bench import TAGGED, Kernel, orders
+from px_bench import TAGGED, Floor, Kernel, orders
+from ssh_floor import FloorEngines
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "hosts"))
@@ -381,8 +382,11 @@ def hostnames(k):
 
 def part_px(a, tmp, env, spec, results):
     """Two pxkernels: 16 engines on pxa, pxb, pxc, pxd (profile bench-all) and 16 local
-    engines of the same interpreter; `%px pass` interleaved. Returns the SSH kernel (for
-    the print part); the local one is stopped here."""
+    engines of the same interpreter; and under them the floor: px_floor's bare client on
+    16 engines of the same hosts reached through Unix-socket forwards on ssh masters of
+    the bench's own (bench/ssh_floor.py), and on 16 local engines. `%px pass` on all
+    four interleaved. Returns the SSH kernel (for the print part); the rest is stopped
+    here."""
     ssh = start_pxkernel(a, tmp, env, spec, "px-ssh")
     noise = Noise()
     ms, said = start_engines(a, ssh, "bench-all")
@@ -402,29 +406,58 @@ def part_px(a, tmp, env, spec, results):
     if sorted(where) != list(ALL_HOSTS) or set(where.values()) != {N // len(ALL_HOSTS)}:
         raise RuntimeError(f"the SSH engines run on {where}, not {N // 4} on each of {ALL_HOSTS}")
     line("engines_on", kernel="px-local", **{h.replace("-", "_"): n for h, n in sorted(hostnames(local).items())})
-    kernels = {"ssh": ssh, "local": local}
-    for k in kernels.values():
-        for _ in range(a.warmup):
-            k.execute("%px pass", a.cell_timeout)
-    samples = {s: [] for s in kernels}
-    noise = Noise()
-    order = orders(tuple(kernels))
-    for _ in range(a.reps):
-        for s in next(order):
-            samples[s].append(kernels[s].execute("%px pass", a.cell_timeout).t * 1e3)
-    fc = noise.foreign_cores()
-    for s in kernels:
-        line("px_roundtrip_ms", engines=s, n=N, cell="pass", **stats(samples[s]), foreign_cores=fc)
-    med = {s: statistics.median(v) for s, v in samples.items()}
-    paired = [x / y for x, y in zip(samples["ssh"], samples["local"])]
-    line("px_ratio", n=N, cell="pass", ssh_over_local=ratio(med["ssh"], med["local"]),
-         paired_ssh_over_local=round(statistics.median(paired), 3),
-         p90_ssh_over_local=ratio(pct(samples["ssh"], 90), pct(samples["local"], 90)),
-         min_ssh_over_local=ratio(min(samples["ssh"]), min(samples["local"])), foreign_cores=fc)
-    results["px"] = med
+    floor_engines = FloorEngines(ALL_HOSTS, N // len(ALL_HOSTS), VENV_PY, tmp)
+    floors = {}
+    try:
+        files = floor_engines.start()
+        floors["floor_ssh"] = Floor(a.floor, N, env, str(tmp), "floor-ssh", a.cell_timeout,
+                                    extra=[x for f in files for x in ("--connect", f)])
+        floors["floor_local"] = Floor(a.floor, N, env, str(tmp), "floor-local", a.cell_timeout,
+                                      extra=["--kernel", "hostpy"])
+        for f in floors.values():
+            f.start(a.start_timeout)
+        # One `%px pass` each, in seconds: pxkernel timed through jupyter_client, the
+        # floor by px_floor's client (its own timing of the fan-out).
+        systems = {"ssh": lambda: ssh.execute("%px pass", a.cell_timeout).t,
+                   "local": lambda: local.execute("%px pass", a.cell_timeout).t}
+        for name, f in floors.items():
+            systems[name] = lambda f=f: _floor_pass(f)
+        for run in systems.values():
+            for _ in range(a.warmup):
+                run()
+        samples = {s: [] for s in systems}
+        noise = Noise()
+        order = orders(tuple(systems))
+        for _ in range(a.reps):
+            for s in next(order):
+                samples[s].append(systems[s]() * 1e3)
+        fc = noise.foreign_cores()
+        for s in systems:
+            line("px_roundtrip_ms", engines=s, n=N, cell="pass", **stats(samples[s]), foreign_cores=fc)
+        med = {s: statistics.median(v) for s, v in samples.items()}
+        paired = [x / y for x, y in zip(samples["ssh"], samples["local"])]
+        line("px_ratio", n=N, cell="pass", ssh_over_local=ratio(med["ssh"], med["local"]),
+             paired_ssh_over_local=round(statistics.median(paired), 3),
+             p90_ssh_over_local=ratio(pct(samples["ssh"], 90), pct(samples["local"], 90)),
+             min_ssh_over_local=ratio(min(samples["ssh"]), min(samples["local"])),
+             floor_ssh_over_local=ratio(med["floor_ssh"], med["floor_local"]),
+             ssh_over_floor_ssh=ratio(med["ssh"], med["floor_ssh"]),
+             local_over_floor_local=ratio(med["local"], med["floor_local"]), foreign_cores=fc)
+        results["px"] = med
+    finally:
+        for f in floors.values():
+            f.stop(timeout=30, quiet=True)
+        floor_engines.stop()
     dt, killed = local.stop(timeout=30)
     line("px_stop_ms", engines="local", ms=round(dt * 1e3, 1), killed_after_stop=killed)
     return ssh
+
+
+def _floor_pass(f):
+    secs, _, complete = f.run("pass")
+    if not complete:
+        raise RuntimeError(f"floor {f.tag}: `pass` incomplete\n{f.log_tail()}")
+    return secs
 
 
 def part_print(a, k, results):
@@ -677,8 +710,13 @@ def summary(a, results, failed):
     if "px" in results:
         m = results["px"]
         r = m["ssh"] / m["local"]
+        fr = m["floor_ssh"] / m["floor_local"]
         p(f"%px pass on {N} engines: SSH {m['ssh']:.2f}  local {m['local']:.2f} | ssh/local {r:.3f}x "
           f"goal <= {GOALS['ssh_over_local']}x {verdict(r <= GOALS['ssh_over_local'])}")
+        p(f"  floor (px_floor's bare client, same hosts, forwards on ssh masters of its own): "
+          f"SSH {m['floor_ssh']:.2f}  local {m['floor_local']:.2f} | ssh/local {fr:.3f}x; "
+          f"pxkernel over the floor: SSH {m['ssh'] / m['floor_ssh']:.3f}x  "
+          f"local {m['local'] / m['floor_local']:.3f}x")
     if "print" in results:
         lost, expected, late = results["print"]
         p(f"%px print(i) x {a.print_runs} on {N} SSH engines: {lost} of {expected} lines lost at idle "
@@ -706,6 +744,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pxkernel", default=str(REPO / "target" / "release" / "pxkernel"),
                     help="pxkernel binary (default: target/release/pxkernel of this repo); copied to the temp dir")
+    ap.add_argument("--floor", default=str(REPO / "target" / "release" / "examples" / "px_floor"),
+                    help="px_floor binary, the bare client of the px part's floor (default: this repo's; "
+                         "build: cargo build --release -p pxkernel-kernel --example px_floor)")
     ap.add_argument("--python", default=sys.executable,
                     help="Python of the home kernel, ipyparallel's controller and client (default: this one)")
     ap.add_argument("--only", help=f"comma-separated parts to run: {','.join(PARTS)} (default: all)")
@@ -740,6 +781,9 @@ def main():
     exe = os.path.abspath(a.pxkernel)
     if not os.access(exe, os.X_OK):
         sys.exit(f"ssh_bench: no pxkernel binary at {exe} (build: cargo build --release)")
+    if "px" in a.parts and not os.access(a.floor, os.X_OK):
+        sys.exit(f"ssh_bench: no px_floor binary at {a.floor} "
+                 "(build: cargo build --release -p pxkernel-kernel --example px_floor)")
     if reason := testhosts.unavailable_reason():
         sys.exit(f"ssh_bench: {reason}")
     try:

@@ -370,7 +370,9 @@ impl Home {
                         }
                     }
                     Some(LinkEvent::Message(_, m)) => reply = Some(m),
-                    Some(LinkEvent::Died(status)) => return Err(self.died(status)),
+                    Some(LinkEvent::Died(status) | LinkEvent::Lost(status)) => {
+                    return Err(self.died(status));
+                }
                     None => return Err(HomeError::Stopped),
                 },
                 answer = async { input.as_mut().map(|(_, f)| f.as_mut()).expect("guarded").await }, if input.is_some() => {
@@ -507,7 +509,9 @@ impl Home {
                     }
                 },
                 Some(LinkEvent::Message(..)) => {}
-                Some(LinkEvent::Died(status)) => return Err(self.died(status)),
+                Some(LinkEvent::Died(status) | LinkEvent::Lost(status)) => {
+                    return Err(self.died(status));
+                }
                 None => return Err(HomeError::Stopped),
             }
         }

@@ -16,6 +16,11 @@ use pxkernel_kernel::protocol::{Channel, Message};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+/// Probes a resync sends before it gives up on seeing their `idle`.
+const RESYNC_PROBES: usize = 5;
+/// How long a probe's `idle` may follow its reply.
+const RESYNC_IDLE_WAIT: Duration = Duration::from_secs(2);
+
 /// What a request hears from its kernel.
 // Nearly every event is a message: boxing it would cost an allocation per message.
 #[allow(clippy::large_enum_variant)]
@@ -25,6 +30,9 @@ pub enum LinkEvent {
     Message(Channel, Message),
     /// The kernel died; the request will get nothing more.
     Died(String),
+    /// The connection to the kernel dropped and came back, and the request's
+    /// reply or output was lost with it; the kernel lives on.
+    Lost(String),
 }
 
 /// Receives the events of one request.
@@ -151,7 +159,7 @@ impl Link {
                     idle |= m.msg_type() == "status" && m.content.get().contains("\"idle\"");
                 }
                 LinkEvent::Message(_, _) => reply = true,
-                LinkEvent::Died(_) => (reply, idle) = (true, true),
+                LinkEvent::Died(_) | LinkEvent::Lost(_) => (reply, idle) = (true, true),
             }
             seen.set((reply, idle));
             if reply
@@ -165,6 +173,73 @@ impl Link {
             self.routes.borrow_mut().insert(id, listener);
             self.sender.send_message(channel, &msg);
         }
+    }
+
+    /// After the connection to the kernel dropped and came back: tell the requests
+    /// then in flight whose reply or `idle` was lost with it ([`LinkEvent::Lost`]).
+    /// A kernel handles its shell requests in order and publishes in order, so once
+    /// a `kernel_info_request` sent now has its reply and its `idle`, whatever its
+    /// earlier requests caused has arrived or never will. A request still running
+    /// holds the probe back until it ends, and then its reply comes first. The
+    /// probe's `idle` can be missed while IOPub subscribes again: then it is sent
+    /// again, a few times.
+    pub fn resync(self: &Rc<Self>, reason: String) {
+        let waiting: Vec<String> = self.routes.borrow().keys().cloned().collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let link = Rc::downgrade(self);
+        tokio::task::spawn_local(async move {
+            for _ in 0..RESYNC_PROBES {
+                let Some(l) = link.upgrade() else { return };
+                let (tx, mut events) = mpsc::unbounded_channel();
+                let listener: Listener = Rc::new(move |ev| {
+                    let _ = tx.send(ev);
+                });
+                let probe = l.message("kernel_info_request", &json!({}));
+                let Ok(_route) = l.request(Channel::Shell, probe, listener) else {
+                    return;
+                };
+                drop(l);
+                let mut replied = false;
+                let idle = loop {
+                    let ev = if replied {
+                        match tokio::time::timeout(RESYNC_IDLE_WAIT, events.recv()).await {
+                            Ok(ev) => ev,
+                            Err(_) => break false,
+                        }
+                    } else {
+                        events.recv().await
+                    };
+                    match ev {
+                        Some(LinkEvent::Message(Channel::Shell, _)) => replied = true,
+                        Some(LinkEvent::Message(Channel::Iopub, m))
+                            if m.msg_type() == "status" && m.content.get().contains("\"idle\"") =>
+                        {
+                            if replied {
+                                break true;
+                            }
+                        }
+                        Some(LinkEvent::Message(..)) => {}
+                        Some(LinkEvent::Died(_) | LinkEvent::Lost(_)) | None => return,
+                    }
+                };
+                if idle {
+                    break;
+                }
+            }
+            let Some(l) = link.upgrade() else { return };
+            let lost: Vec<Listener> = {
+                let routes = l.routes.borrow();
+                waiting
+                    .iter()
+                    .filter_map(|id| routes.get(id).cloned())
+                    .collect()
+            };
+            for listener in lost {
+                listener(LinkEvent::Lost(reason.clone()));
+            }
+        });
     }
 
     /// Build a message of our session (to pass to [`Link::request`]).

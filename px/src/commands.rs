@@ -449,7 +449,7 @@ impl Px {
                 e.id.to_string().into(),
                 e.kernel.as_str().into(),
                 e.host.as_str().into(),
-                e.pid().map_or(TableCell::Missing, |p| p.to_string().into()),
+                e.pid.map_or(TableCell::Missing, |p| p.to_string().into()),
                 state_text.into(),
                 e.link.heartbeat_age().map_or(TableCell::Missing, |a| {
                     format!("{} ago", human_duration(a)).into()

@@ -46,6 +46,8 @@ pub struct Engine {
     pub kernel: String,
     /// Where it runs.
     pub host: String,
+    /// Its process id on that host, when we started it.
+    pub pid: Option<u32>,
     /// The connection.
     pub link: Rc<Link>,
     /// Where it came from: how it is stopped and restarted.
@@ -61,6 +63,7 @@ impl Engine {
             id,
             kernel: launched.kernel,
             host: launched.host,
+            pid: launched.pid,
             link: launched.link,
             origin: launched.origin,
             launched: launched.launched,
@@ -74,11 +77,6 @@ impl Engine {
             None if self.link.is_busy() => EngineState::Busy,
             None => EngineState::Idle,
         }
-    }
-
-    /// Its process id, when we started it.
-    pub fn pid(&self) -> Option<u32> {
-        self.link.process().map(|p| p.pid())
     }
 
     /// Time since pxkernel began to launch it (or to attach it).

@@ -67,6 +67,8 @@ pub struct Launched {
     pub kernel: String,
     /// Where it runs.
     pub host: String,
+    /// Its process id on that host, when the launcher started it.
+    pub pid: Option<u32>,
     /// Where it came from.
     pub origin: Origin,
     /// When the launcher began to start (or attach) it: before its heartbeat was
@@ -163,7 +165,9 @@ impl Launcher for LocalLauncher {
                     let engine = match started {
                         Ok(k) => {
                             let interrupt_mode = k.process.interrupt_mode;
+                            let pid = Some(k.process.pid());
                             Ok(Launched {
+                                pid,
                                 link: Link::new(
                                     k.sender,
                                     k.receiver,
@@ -270,6 +274,7 @@ async fn attach(
         link,
         kernel,
         host: info.ip.clone(),
+        pid: None,
         origin: Origin::Attached(std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned())),
         launched,
     })

@@ -103,7 +103,30 @@ pub struct EngineStart<'a> {
     pub argv: &'a [String],
     /// Extra environment.
     pub env: &'a [(String, String)],
+    /// Whether it listens on loopback TCP (ports picked on the host, `$1` … `$5`
+    /// in `connection`) instead of Unix sockets in the batch directory.
+    pub tcp: bool,
 }
+
+/// The placeholders of a TCP engine's ports in its connection file, filled in on
+/// the host.
+pub const TCP_PORTS: [&str; 5] = ["$1", "$2", "$3", "$4", "$5"];
+
+/// Whether a kernel's command line is ipykernel's, which binds `ipc` sockets;
+/// other kernels get loopback TCP.
+pub fn speaks_ipc(argv: &[String]) -> bool {
+    argv.iter().any(|a| a.contains("ipykernel"))
+}
+
+/// Prints five free ports on the host's loopback.
+const FREE_PORTS_PY: &str = "import socket\n\
+    ss = [socket.socket() for _ in range(5)]\n\
+    [s.bind((\"127.0.0.1\", 0)) for s in ss]\n\
+    print(*[s.getsockname()[1] for s in ss])";
+
+/// Exits 0 once every port given accepts a connection on the host's loopback.
+const ACCEPTS_PY: &str = "import socket, sys\n\
+    [socket.create_connection((\"127.0.0.1\", int(p)), 1).close() for p in sys.argv[1:]]";
 
 /// The launch: make the batch directory, write the keeper and watchdog, write
 /// each connection file and start each engine in its own process group, wait
@@ -129,6 +152,10 @@ pub fn launch_script(
          date +%s > \"$D/lease\"\n\
          SETSID=$(command -v setsid || true)\n",
     );
+    if engines.iter().any(|e| e.tcp) {
+        let _ = writeln!(s, "FREE_PORTS={}", quote(FREE_PORTS_PY));
+        let _ = writeln!(s, "ACCEPTS={}", quote(ACCEPTS_PY));
+    }
     s.push_str("cat > \"$D/keeper\" <<'PXK_KEEPER'\n");
     s.push_str(KEEPER);
     s.push_str("PXK_KEEPER\n");
@@ -137,7 +164,24 @@ pub fn launch_script(
     s.push_str("PXK_WATCHDOG\n");
     for e in engines {
         let id = e.id;
-        let _ = writeln!(s, "cat > \"$D/e{id}.json\" <<'PXK_JSON'");
+        if e.tcp {
+            // The ports are picked here, then go into the file ($1 … $5 expand: the
+            // heredoc is unquoted; the JSON holds no other $, ` or \\).
+            let _ = writeln!(
+                s,
+                "set -- $(\"$PY\" -c \"$FREE_PORTS\")\n\
+                 echo \"pxk-ports {id} $1 $2 $3 $4 $5\"\n\
+                 P{id}=\"$1 $2 $3 $4 $5\"\n\
+                 ready_{id}() {{ \"$PY\" -c \"$ACCEPTS\" $P{id} 2>/dev/null; }}\n\
+                 cat > \"$D/e{id}.json\" <<PXK_JSON"
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "ready_{id}() {{ for n in 1 2 3 4 5; do [ -S \"$D/e{id}-$n\" ] || return 1; done; }}\n\
+                 cat > \"$D/e{id}.json\" <<'PXK_JSON'"
+            );
+        }
         s.push_str(e.connection);
         s.push_str("\nPXK_JSON\n");
         let argv: Vec<String> = e
@@ -189,7 +233,8 @@ pub fn launch_script(
     s
 }
 
-/// Waits for engine `$id`: its five sockets, its death, or the deadline.
+/// Waits for engine `$id`: its five sockets bound (`ready_$id`), its death, or
+/// the deadline.
 const WAIT_READY: &str = r#"  p=$(cat "$D/e$id.pid")
   while :; do
     if ! kill -0 "$p" 2>/dev/null; then
@@ -197,7 +242,7 @@ const WAIT_READY: &str = r#"  p=$(cat "$D/e$id.pid")
       tail -n 8 "$D/e$id.log" 2>/dev/null | sed "s/^/pxk-log $id /"
       break
     fi
-    if [ -S "$D/e$id-1" ] && [ -S "$D/e$id-2" ] && [ -S "$D/e$id-3" ] && [ -S "$D/e$id-4" ] && [ -S "$D/e$id-5" ]; then
+    if ready_$id; then
       echo "pxk-ready $id"; break
     fi
     if [ "$(date +%s)" -ge "$end" ]; then
@@ -205,7 +250,7 @@ const WAIT_READY: &str = r#"  p=$(cat "$D/e$id.pid")
       tail -n 8 "$D/e$id.log" 2>/dev/null | sed "s/^/pxk-log $id /"
       break
     fi
-    sleep 0.02
+    sleep 0.05
   done
 "#;
 
@@ -285,6 +330,8 @@ pub struct Launch {
     pub dir: Option<String>,
     /// Engines that bound their sockets, with their pids.
     pub ready: Vec<(u32, u32)>,
+    /// The loopback ports TCP engines listen on (shell, iopub, stdin, control, hb).
+    pub ports: std::collections::HashMap<u32, [u16; 5]>,
     /// Engines that did not, with why (and their log's last lines).
     pub failed: Vec<(u32, String)>,
     /// A failure of the whole launch.
@@ -307,6 +354,16 @@ pub fn read_launch(output: &str) -> Launch {
             (Some("pxk-pid"), Some(id)) => {
                 if let Some(pid) = rest.and_then(|p| p.trim().parse().ok()) {
                     pids.insert(id, pid);
+                }
+            }
+            (Some("pxk-ports"), Some(id)) => {
+                let ports: Vec<u16> = rest
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                if let Ok(ports) = <[u16; 5]>::try_from(ports) {
+                    l.ports.insert(id, ports);
                 }
             }
             (Some("pxk-ready"), Some(id)) => {
@@ -394,6 +451,7 @@ mod tests {
                 connection: "{\"key\": \"k\"}",
                 argv: &argv,
                 env: &env,
+                tcp: false,
             }],
             Duration::from_secs(30),
             Duration::from_secs(60),
@@ -405,6 +463,75 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("GRACE=30 $SETSID sh \"$D/watchdog\""));
+    }
+
+    #[test]
+    fn ipykernel_binds_unix_sockets_other_kernels_loopback_tcp() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (
+                "ipykernel_launcher",
+                argv(&["$PY", "-m", "ipykernel_launcher", "-f", "{connection_file}"]),
+                true,
+            ),
+            (
+                "python -m ipykernel",
+                argv(&["python", "-m", "ipykernel", "-f", "{connection_file}"]),
+                true,
+            ),
+            (
+                "IRkernel",
+                argv(&[
+                    "R",
+                    "--slave",
+                    "-e",
+                    "IRkernel::main()",
+                    "--args",
+                    "{connection_file}",
+                ]),
+                false,
+            ),
+            (
+                "a wrapper script",
+                argv(&["/opt/bin/kernel.sh", "{connection_file}"]),
+                false,
+            ),
+        ];
+        for (name, argv, ipc) in cases {
+            assert_eq!(speaks_ipc(&argv), ipc, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_tcp_engine_gets_its_ports_on_the_host() {
+        let argv = vec!["R".to_owned(), "{connection_file}".to_owned()];
+        let s = launch_script(
+            None,
+            "python3",
+            &[EngineStart {
+                id: 2,
+                connection: r#"{"shell_port":$1,"hb_port":$5}"#,
+                argv: &argv,
+                env: &[],
+                tcp: true,
+            }],
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        );
+        assert!(s.contains("FREE_PORTS="), "{s}");
+        assert!(s.contains("echo \"pxk-ports 2 $1 $2 $3 $4 $5\""), "{s}");
+        // Unquoted: the ports expand.
+        assert!(
+            s.contains(
+                "cat > \"$D/e2.json\" <<PXK_JSON\n{\"shell_port\":$1,\"hb_port\":$5}\nPXK_JSON\n"
+            ),
+            "{s}"
+        );
+        let l = read_launch(
+            "pxk-dir /tmp/pxk-X\npxk-pid 2 77\npxk-ports 2 4001 4002 4003 4004 4005\npxk-ready 2\n",
+        );
+        assert_eq!(l.ports.get(&2), Some(&[4001, 4002, 4003, 4004, 4005]));
+        assert_eq!(l.ready, vec![(2, 77)]);
     }
 
     /// The keeper and watchdog run here, in `sh`, on a directory laid out as a

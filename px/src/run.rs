@@ -59,6 +59,8 @@ pub enum End {
     Aborted,
     /// The engine died (or was dead already).
     Died(String),
+    /// Its reply was lost with a dropped connection (the engine lives on).
+    Lost(String),
     /// Still running when `--timeout` expired.
     TimedOut(Duration),
     /// Still running after an interrupt and its grace period.
@@ -78,6 +80,7 @@ impl End {
             End::Error { ename, evalue } => format!("{ename}: {evalue}"),
             End::Aborted => "aborted".to_owned(),
             End::Died(reason) => format!("died ({reason})"),
+            End::Lost(reason) => format!("its reply was lost: {reason}"),
             End::TimedOut(t) => format!("timed out after {} s", t.as_secs_f64()),
             End::NotStopped => format!(
                 "did not stop within {} s of the interrupt; it is still running",
@@ -282,6 +285,10 @@ fn on_event(slot: &mut Slot, ev: LinkEvent, sink: &mut Sink<'_>) {
     match ev {
         LinkEvent::Died(reason) => {
             slot.end = Some(End::Died(reason));
+            finish_slot(slot, sink);
+        }
+        LinkEvent::Lost(reason) => {
+            slot.end = Some(End::Lost(reason));
             finish_slot(slot, sink);
         }
         LinkEvent::Message(Channel::Iopub, msg) => on_output(slot, id, msg, sink),

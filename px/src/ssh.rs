@@ -93,6 +93,37 @@ fn engine_error(host: &str, id: u32, why: impl std::fmt::Display) -> String {
     format!("engine {id} on {host} failed to start: {why}")
 }
 
+/// The connection file of an engine on the host's loopback: `info` with TCP on
+/// 127.0.0.1 and its ports as the launch script's placeholders (`$1` … `$5`).
+fn tcp_connection_text(info: &ConnectionInfo) -> Result<String, String> {
+    let mut tcp = info.clone();
+    tcp.transport = "tcp".to_owned();
+    tcp.ip = "127.0.0.1".to_owned();
+    let text = serde_json::to_string(&tcp).map_err(|e| e.to_string())?;
+    // It goes into an unquoted heredoc: nothing in it but the ports may expand.
+    if text.contains(['$', '`', '\\']) {
+        return Err(format!(
+            "the kernel name {:?} cannot go into a connection file here",
+            info.kernel_name.as_deref().unwrap_or("")
+        ));
+    }
+    let mut text = text;
+    for (field, value) in [
+        ("shell_port", 1),
+        ("iopub_port", 2),
+        ("stdin_port", 3),
+        ("control_port", 4),
+        ("hb_port", 5),
+    ] {
+        let placeholder = remote::TCP_PORTS[value - 1];
+        text = text.replace(
+            &format!("\"{field}\":{value}"),
+            &format!("\"{field}\":{placeholder}"),
+        );
+    }
+    Ok(text)
+}
+
 impl SshHost {
     /// Engines on `plan`'s host, over `ssh`'s connections.
     pub fn new(ssh: Rc<Ssh>, plan: HostPlan) -> Rc<SshHost> {
@@ -255,6 +286,10 @@ impl SshHost {
             Ok(m) => m,
             Err(e) => return fail_all(e),
         };
+        let argv = self.argv.borrow().clone();
+        // ipykernel binds Unix sockets in the batch directory; other kernels listen
+        // on the host's loopback, on ports picked there.
+        let tcp = !remote::speaks_ipc(&argv);
         let mut infos = Vec::new();
         for id in &ids {
             let key = match random_key() {
@@ -274,11 +309,18 @@ impl SshHost {
                 kernel_name: Some(self.kernel_name.borrow().clone()),
             });
         }
-        let texts: Vec<String> = infos
-            .iter()
-            .map(|i| serde_json::to_string(i).unwrap_or_default())
-            .collect();
-        let argv = self.argv.borrow().clone();
+        let mut texts = Vec::new();
+        for info in &infos {
+            let text = if tcp {
+                match tcp_connection_text(info) {
+                    Ok(t) => t,
+                    Err(e) => return fail_all(e),
+                }
+            } else {
+                serde_json::to_string(info).unwrap_or_default()
+            };
+            texts.push(text);
+        }
         let env = self.env.borrow().clone();
         let starts: Vec<EngineStart<'_>> = ids
             .iter()
@@ -288,6 +330,7 @@ impl SshHost {
                 connection: text,
                 argv: &argv,
                 env: &env,
+                tcp,
             })
             .collect();
         let script = remote::launch_script(
@@ -322,7 +365,7 @@ impl SshHost {
             Err(e) => return fail_all(format!("pxkernel's runtime directory: {e}")),
         };
         let mut ready = Vec::new();
-        for (id, _pid) in &batch.ready {
+        for (id, pid) in &batch.ready {
             let Some(info) = infos.iter().find(|i| i.ip == format!("e{id}")) else {
                 continue;
             };
@@ -330,11 +373,24 @@ impl SshHost {
             let prefix = local_dir.join(format!("r{owner}-e{id}"));
             let mut forwards = Vec::new();
             let mut local = Vec::new();
-            for port in 1..=5 {
+            let remote_ports = batch.ports.get(id);
+            if tcp && remote_ports.is_none() {
+                let why = "its ports on 127.0.0.1 were not reported";
+                results.push((*id, Err(engine_error(&host, *id, why))));
+                continue;
+            }
+            for port in 1..=5u16 {
                 let here = PathBuf::from(format!("{}-{port}", prefix.display()));
+                let target = match remote_ports {
+                    Some(ports) => Target::Tcp {
+                        host: "127.0.0.1".to_owned(),
+                        port: ports[usize::from(port) - 1],
+                    },
+                    None => Target::Unix(format!("{dir}/e{id}-{port}")),
+                };
                 forwards.push(Forward {
                     listen: Listen::Unix(here.clone()),
-                    target: Target::Unix(format!("{dir}/e{id}-{port}")),
+                    target,
                 });
                 local.push(here);
             }
@@ -344,18 +400,18 @@ impl SshHost {
             }
             let mut here = info.clone();
             here.ip = prefix.display().to_string();
-            ready.push((*id, owner, here, local));
+            ready.push((*id, *pid, owner, here, local));
         }
         let user = std::env::var("USER").unwrap_or_else(|_| "pxkernel".to_owned());
         let mut connecting = tokio::task::JoinSet::new();
-        for (id, owner, info, local) in ready {
+        for (id, pid, owner, info, local) in ready {
             let user = user.clone();
             connecting.spawn_local(async move {
                 let r = client::connect(&info, &user, timeout, Some(SSH_HEARTBEAT)).await;
-                (id, owner, local, r)
+                (id, pid, owner, local, r)
             });
         }
-        while let Some(Ok((id, owner, local, r))) = connecting.join_next().await {
+        while let Some(Ok((id, pid, owner, local, r))) = connecting.join_next().await {
             match r {
                 Ok((sender, receiver, info)) => {
                     let link = Link::new(
@@ -380,6 +436,7 @@ impl SshHost {
                             link,
                             kernel: self.kernel_name.borrow().clone(),
                             host: host.clone(),
+                            pid: Some(pid),
                             origin: Origin::Ssh(self.clone()),
                             launched,
                         }),
@@ -459,6 +516,8 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
     let name = host.host().to_owned();
     let mut away_since: Option<Instant> = None;
     let mut states = master.watch();
+    // When the master last came up: a later time means it reconnected.
+    let mut up_since = master.status().since;
     loop {
         if host.engines_in(&dir).is_empty() {
             return;
@@ -478,6 +537,16 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
             continue;
         }
         away_since = None;
+        let status = master.status();
+        if status.since != up_since {
+            up_since = status.since;
+            // Replies and output sent while the connection was down are gone.
+            for (_, link) in host.engines_in(&dir) {
+                link.resync(format!(
+                    "the connection to {name} dropped while it ran (the code may have run to the end)"
+                ));
+            }
+        }
         let mut child = match master
             .session(&remote::keeper_command(&dir))
             .stderr(Stdio::null())
@@ -496,7 +565,7 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let window = SSH_HEARTBEAT.period * SSH_HEARTBEAT.misses;
-        let up_since = Instant::now();
+        let keeper_since = Instant::now();
         // When the keeper last answered: the host was reachable then.
         let mut answered: Option<Instant> = None;
         loop {
@@ -512,7 +581,7 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                     // A lost heartbeat counts only while the host answers: the
                     // master may take longer than the heartbeat to notice a cut.
                     let reachable = answered.is_some_and(|t| t.elapsed() < Duration::from_secs(3));
-                    if reachable && up_since.elapsed() > window {
+                    if reachable && keeper_since.elapsed() > window {
                         for (id, link) in engines {
                             if link.heartbeat_age().is_some_and(|a| a > window) {
                                 tracing::warn!(engine = id, "heartbeat lost on {name}");
@@ -594,5 +663,48 @@ impl Launcher for SshLauncher {
 
     fn stop<'a>(&'a self, link: &'a Link) -> LocalFuture<'a, ()> {
         Box::pin(self.0.stop_engine(link))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_connection_file_has_the_launch_scripts_port_placeholders() {
+        let info = ConnectionInfo {
+            transport: "ipc".to_owned(),
+            ip: "e3".to_owned(),
+            shell_port: 1,
+            iopub_port: 2,
+            stdin_port: 3,
+            control_port: 4,
+            hb_port: 5,
+            signature_scheme: "hmac-sha256".to_owned(),
+            key: "0123abcd".to_owned(),
+            kernel_name: Some("ir".to_owned()),
+        };
+        let text = tcp_connection_text(&info).unwrap();
+        for (field, placeholder) in [
+            ("shell_port", "$1"),
+            ("iopub_port", "$2"),
+            ("stdin_port", "$3"),
+            ("control_port", "$4"),
+            ("hb_port", "$5"),
+        ] {
+            assert!(
+                text.contains(&format!("\"{field}\":{placeholder}")),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains("\"transport\":\"tcp\"") && text.contains("\"ip\":\"127.0.0.1\""),
+            "{text}"
+        );
+        let odd = ConnectionInfo {
+            kernel_name: Some("a$b".to_owned()),
+            ..info
+        };
+        assert!(tcp_connection_text(&odd).is_err());
     }
 }

@@ -263,7 +263,7 @@ class Hosts:
         _until(lambda: self.reachable(name), timeout, lambda: f"{name}: no connect to {h.address}:22 {timeout}s after link up")
 
     # sshd
-    def start_sshd(self, name: str, timeout: float = 20.0) -> int:
+    def start_sshd(self, name: str, timeout: float = 60.0) -> int:
         """Start the host's sshd (if not running) and wait until it accepts an ssh."""
         h = self[name]
         if h.sshd_pid:
@@ -295,7 +295,7 @@ class Hosts:
         self.stop_sshd(name)
         return self.start_sshd(name)  # the new pid
 
-    def wait_accepting(self, name: str, timeout: float = 20.0) -> None:
+    def wait_accepting(self, name: str, timeout: float = 60.0) -> None:
         """Wait (bounded) until an ssh into the host works; else say why, with sshd's log."""
         h = self[name]
         deadline = time.monotonic() + timeout

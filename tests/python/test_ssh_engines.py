@@ -2,9 +2,11 @@
 (tests/hosts): the seed story on pxa and pxb, pxc through ProxyJump, pxd whose
 python3 has no ipykernel (the error, then --python and --setup), no port opened
 on the host and no key on any command line, stop and restart, an engine killed
-on its host, interrupts, 1,000 lines from four engines; then, each with a
+on its host, interrupts, 1,000 lines from four engines, a kernel that only takes
+loopback TCP (`--kernel`) and a kernelspec the host lacks; then, each with a
 pxkernel of its own, what is left on the host after shutdown and SIGKILL of
-pxkernel, and network drops shorter and longer than the grace period. Skipped
+pxkernel, and network drops: idle, while a cell runs (its reply lost, or the cell
+outlasting the drop), and longer than the grace period. Skipped
 (with the reason) where the hosts cannot run — a failure under
 PXKERNEL_REQUIRE_ALL=1."""
 
@@ -14,6 +16,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from kernel_helpers import (
     engine_tracebacks,
     engines_table,
     error_of,
+    collect,
     execute,
     finish,
     is_tagged,
@@ -31,6 +35,7 @@ from kernel_helpers import (
     of_type,
     pxkernel_started,
     read_until,
+    shell_reply,
     stdout_of,
     tagged_lines,
     untagged_lines,
@@ -419,6 +424,64 @@ def test_a_thousand_lines_from_four_engines_on_two_hosts(kernel, hosts):
 # -- lifetime: pxkernel shut down or killed ------------------------------------------------
 
 
+# A kernel other than ipykernel: here ipykernel behind a script that refuses anything
+# but TCP on loopback, as kernels without ipc support (IRkernel, ...) would.
+TCP_ONLY = """import json, sys
+path = sys.argv[sys.argv.index("-f") + 1]
+info = json.load(open(path))
+if (info["transport"], info["ip"]) != ("tcp", "127.0.0.1"):
+    sys.exit(f"tcp-only wants tcp on 127.0.0.1, not {info['transport']} {info['ip']}")
+from ipykernel.kernelapp import launch_new_instance
+launch_new_instance(["-f", path, "--HistoryManager.hist_file=:memory:"])
+"""
+
+
+@pytest.fixture
+def tcp_only(hosts):
+    """The kernelspec `tcp-only` in pxa's user's Jupyter data directory, for one test."""
+    spec = {"argv": [VENV_PYTHON, f"{hosts['pxa'].home}/tcp_only.py", "-f", "{connection_file}"],
+            "display_name": "TCP only", "language": "python"}
+    setup = ("mkdir -p ~/.local/share/jupyter/kernels/tcp-only && cat > ~/tcp_only.py && "
+             f"printf '%s' {shlex.quote(json.dumps(spec))} > ~/.local/share/jupyter/kernels/tcp-only/kernel.json")
+    hosts.run("pxa", setup, input=TCP_ONLY, check=True)
+    yield
+    hosts.run("pxa", "rm -rf ~/tcp_only.py ~/.local/share/jupyter/kernels/tcp-only", check=True)
+
+
+def listening(hosts, name, pid) -> list[str]:
+    """The TCP addresses process pid listens on, in host name's network namespace."""
+    out = hosts.netns_exec(name, ["ss", "-Hltnp"], check=True).stdout
+    return sorted(ln.split()[3] for ln in out.splitlines() if f"pid={pid}," in ln)
+
+
+def test_a_kernel_other_than_ipykernel_listens_on_the_hosts_loopback(kernel, hosts, tcp_only):
+    km, kc = kernel
+    out = stdout_of(ok(kc, "%engines start --ssh pxa -n 1 --kernel tcp-only", timeout=90))
+    m = STARTED.match(out)
+    assert m and m.group(2) == "tcp-only", out
+    e = int(m.group(4))
+    msgs = ok(kc, f"%px --targets {e} import socket; print(socket.gethostname())")
+    assert tagged_lines(msgs) == [("stdout", e, "pxa")]
+    ((pid, cmd),) = [(p, c) for p, c in hosts.processes("pxa") if "tcp_only.py" in c]
+    info = json.loads(Path(cmd.split(" -f ")[1].split()[0]).read_text())
+    assert (info["transport"], info["ip"]) == ("tcp", "127.0.0.1"), info
+    # Its five ports, and ipykernel's own one for the output of forked processes: all
+    # on the host's loopback.
+    addrs = listening(hosts, "pxa", pid)
+    ports = [info[f"{c}_port"] for c in ("shell", "iopub", "stdin", "control", "hb")]
+    assert {f"127.0.0.1:{p}" for p in ports} <= set(addrs), (ports, addrs)
+    assert all(a.startswith("127.0.0.1:") for a in addrs), addrs
+    assert engines_table(kc)[e]["pid"] == str(pid)
+
+
+def test_a_kernelspec_the_host_lacks_is_one_error_naming_those_it_has(kernel, hosts, tcp_only):
+    km, kc = kernel
+    reply, msgs = execute(kc, "%engines start --ssh pxa -n 1 --kernel nosuch", timeout=90)
+    assert reply["status"] == "error"
+    text = error_of(msgs)["evalue"]
+    assert 'pxa has no kernelspec "nosuch"' in text and "tcp-only" in text, text
+
+
 def test_shutdown_leaves_nothing_on_the_host(fresh, hosts):
     km, kc = fresh
     ids = start(kc, "pxb", 2)
@@ -481,6 +544,73 @@ def test_a_drop_shorter_than_the_grace_period_loses_nothing(fresh, hosts):
     assert masters(km) not in ([], [master]), "a new master"
     table = engines_table(kc)
     assert [table[i]["state"] for i in ids] == ["idle", "idle"], table
+    # The pid column shows each engine's process on its host.
+    assert [table[i]["pid"] for i in ids] == [str(pids[i]) for i in ids], table
+
+
+def _cut_until_the_master_drops(km, hosts, name):
+    """Cut the host off until pxkernel's master to it ends (its keepalives give up),
+    then bring the link back; returns the old master's pid."""
+    (master,) = masters(km)
+    hosts.cut(name)
+    try:
+        assert wait_gone([master], timeout=30) == [], "the master noticed the cut"
+    finally:
+        hosts.restore(name)
+    return master
+
+
+def _marks(d, prefix):
+    return sorted(p.name for p in Path(d).glob(f"{prefix}-*"))
+
+
+def test_a_drop_while_a_cell_runs_ends_the_cell_with_its_reply_lost_and_keeps_the_engines(fresh, hosts):
+    km, kc = fresh
+    ids = start(kc, "pxb", 2, "--grace 60")
+    ok(kc, "%px kept = 'from before the drop'")
+    pids = pids_by_id(hosts, "pxb")
+    d = dir_of(hosts, "pxb", ids[0])
+    # The engines (in their batch directory) mark that they run, then finish while
+    # the host is cut off: their reply and output go nowhere.
+    msg_id = kc.execute("%px import os, time; open(f'running-{os.getpid()}', 'w').close(); time.sleep(2)")
+    wait_until(lambda: len(_marks(d, "running")) == 2, timeout=30, what="both engines running the cell")
+    _cut_until_the_master_drops(km, hosts, "pxb")
+    # Once the master is back, each engine is asked what came of the cell: the cell
+    # ends, saying so, instead of waiting forever.
+    reply = shell_reply(kc, msg_id, timeout=60)["content"]
+    collect(kc, msg_id, 10)
+    assert reply["status"] == "error", reply
+    for i in ids:
+        assert f"[{i}:execute] its reply was lost: the connection to pxb dropped" in reply["evalue"], reply
+    # The engines are the same, with their state, and idle.
+    msgs = ok(kc, "%px print(kept)")
+    assert sorted(tagged_lines(msgs)) == [("stdout", i, "from before the drop") for i in ids]
+    assert pids_by_id(hosts, "pxb") == pids
+    table = engines_table(kc)
+    assert [table[i]["state"] for i in ids] == ["idle", "idle"], table
+
+
+def test_a_cell_that_outlasts_a_drop_returns_as_usual(fresh, hosts):
+    km, kc = fresh
+    ids = start(kc, "pxb", 2, "--grace 60")
+    d = dir_of(hosts, "pxb", ids[0])
+    # The cell runs until the test says go: before the drop, through it, and after.
+    msg_id = kc.execute("%%px\n"
+                        "import os, time\n"
+                        "open(f'running-{os.getpid()}', 'w').close()\n"
+                        "while not os.path.exists('go'): time.sleep(0.05)\n"
+                        "print('went on')")
+    wait_until(lambda: len(_marks(d, "running")) == 2, timeout=30, what="both engines running the cell")
+    old = _cut_until_the_master_drops(km, hosts, "pxb")
+    wait_until(lambda: masters(km) not in ([], [old]), timeout=30, what="a new master")
+    # The forwards come back with the master; the engines' sockets reconnect within
+    # half a second of that.
+    time.sleep(3)
+    Path(d, "go").touch()
+    reply = shell_reply(kc, msg_id, timeout=60)["content"]
+    msgs = collect(kc, msg_id, 10)
+    assert reply["status"] == "ok", reply
+    assert sorted(tagged_lines(msgs)) == [("stdout", i, "went on") for i in ids]
 
 
 def test_a_drop_past_the_grace_period_gives_the_engines_up(fresh, hosts):
