@@ -30,6 +30,7 @@ processes go with `testhosts.down`.
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import platform
@@ -51,7 +52,7 @@ import zmq
 
 from benchlib import (ratio, sha256_12, Noise, _live, bench_env, cleanup, install_cleanup, install_pxkernel,
                       kill_by_pid, line, log, pct, stats, stop_tree, track, track_tree)
-from px_bench import TAGGED, Floor, Kernel, orders
+from px_bench import TAGGED, Floor, Kernel
 from ssh_floor import FloorEngines
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,6 +100,14 @@ def setup(tmp, exe, python):
     (d / "kernel.json").write_text(json.dumps({
         "argv": [VENV_PY, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (test hosts' venv)", "language": "python"}))
+    # The same for the floor's local engines, without IPython's history database, as
+    # pxkernel starts its engines (and the floor its SSH ones).
+    d = data / "kernels" / "hostpy-nohist"
+    d.mkdir(parents=True)
+    (d / "kernel.json").write_text(json.dumps({
+        "argv": [VENV_PY, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--HistoryManager.hist_file=:memory:"],
+        "display_name": "Python 3 (test hosts' venv, no history)", "language": "python"}))
     profiles = Path(env["JUPYTER_CONFIG_DIR"]) / "pxkernel" / "profiles"
     profiles.mkdir(parents=True)
     for name, hosts in PROFILES.items():
@@ -413,7 +422,7 @@ def part_px(a, tmp, env, spec, results):
         floors["floor_ssh"] = Floor(a.floor, N, env, str(tmp), "floor-ssh", a.cell_timeout,
                                     extra=[x for f in files for x in ("--connect", f)])
         floors["floor_local"] = Floor(a.floor, N, env, str(tmp), "floor-local", a.cell_timeout,
-                                      extra=["--kernel", "hostpy"])
+                                      extra=["--kernel", "hostpy-nohist"])
         for f in floors.values():
             f.start(a.start_timeout)
         # One `%px pass` each, in seconds: pxkernel timed through jupyter_client, the
@@ -427,7 +436,7 @@ def part_px(a, tmp, env, spec, results):
                 run()
         samples = {s: [] for s in systems}
         noise = Noise()
-        order = orders(tuple(systems))
+        order = rotations(tuple(systems))
         for _ in range(a.reps):
             for s in next(order):
                 samples[s].append(systems[s]() * 1e3)
@@ -451,6 +460,14 @@ def part_px(a, tmp, env, spec, results):
     dt, killed = local.stop(timeout=30)
     line("px_stop_ms", engines="local", ms=round(dt * 1e3, 1), killed_after_stop=killed)
     return ssh
+
+
+def rotations(items):
+    """The systems in turn, forever, each order a rotation of the last: every system is
+    first, second, ... equally often, and none runs twice in a row (px_bench's orders
+    searches the permutations, which takes forever for four)."""
+    n = len(items)
+    return itertools.cycle([tuple(items[(k + i) % n] for i in range(n)) for k in range(n)])
 
 
 def _floor_pass(f):
