@@ -671,10 +671,17 @@ def part_tunnel(a, tmp, env, spec, hosts, results):
         clear_hosts(hosts, "pxkernel tunnel", a.clear_timeout)
 
         # -- the peer: jupyter_client's openssh_tunnel ---------------------------------
+        # Its command line, as openssh_tunnel builds it for a key login (no master
+        # to reuse: `-O check` fails), run without its pexpect pty: on this machine
+        # the forward of an `ssh -f` left on a pty that pexpect closed does not read.
         lport = free_port()
-        code = ("from jupyter_client.ssh.tunnel import openssh_tunnel; "
-                f"print(openssh_tunnel({lport}, {srv.port}, 'pxb', remoteip='127.0.0.1', timeout=600))")
-        p = subprocess.run([a.python, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        # (Its output goes to a file: the ssh left in the background holds it open.)
+        with open(tmp / "openssh_tunnel.err", "w+") as err:
+            p = subprocess.run(["ssh", "-f", "-S", "none", "-L", f"127.0.0.1:{lport}:127.0.0.1:{srv.port}",
+                                "pxb", "sleep", "600"], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+            err.seek(0)
+            p.stderr = err.read()
         forwarders = []
         for proc in psutil.process_iter(["cmdline"]):
             try:

@@ -613,6 +613,22 @@ def test_a_cell_that_outlasts_a_drop_returns_as_usual(fresh, hosts):
     assert sorted(tagged_lines(msgs)) == [("stdout", i, "went on") for i in ids]
 
 
+def test_a_killed_master_comes_back_and_the_engines_with_it(fresh, hosts):
+    km, kc = fresh
+    ids = start(kc, "pxa", 2, "--grace 60")
+    ok(kc, "%px kept = 'from before the kill'")
+    pids = pids_by_id(hosts, "pxa")
+    (master,) = masters(km)
+    os.kill(master, signal.SIGKILL)
+    wait_until(lambda: masters(km) not in ([], [master]), timeout=30, what="a new master")
+    # The forwards come back with it; a request sent before they are is queued.
+    msgs = ok(kc, "%px print(kept)")
+    assert sorted(tagged_lines(msgs)) == [("stdout", i, "from before the kill") for i in ids]
+    assert pids_by_id(hosts, "pxa") == pids, "the same engine processes"
+    table = engines_table(kc)
+    assert [table[i]["state"] for i in ids] == ["idle", "idle"], table
+
+
 def test_a_drop_past_the_grace_period_gives_the_engines_up(fresh, hosts):
     km, kc = fresh
     (e,) = start(kc, "pxb", 1, "--grace 3")

@@ -2,8 +2,8 @@
 reconnects after sshd is restarted (or stopped with every session, then back), the
 master is killed or the link is cut, with the forwards back on the same ports and
 one notice at the next cell; a short cut that loses nothing; the line re-run while
-reconnecting keeps the tunnel; and no ssh left behind after shutdown or SIGKILL of
-pxkernel. Each test has a pxkernel of its own; the shared helpers and fixtures are
+reconnecting keeps the tunnel; and no ssh left behind after shutdown, restart,
+SIGTERM or SIGKILL of pxkernel, or the death of its parent. Each test has a pxkernel of its own; the shared helpers and fixtures are
 in ssh_tunnel_support.py. Skipped (with the reason) where the hosts cannot run — a
 failure under PXKERNEL_REQUIRE_ALL=1."""
 
@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
+from jupyter_client import BlockingKernelClient, write_connection_file
 from kernel_helpers import (
     kernel_pid,
     stdout_of,
@@ -195,3 +199,54 @@ def test_sigkill_of_pxkernel_ends_every_ssh(fresh, hosts):
     os.kill(kernel_pid(km), signal.SIGKILL)
     assert wait_gone(pids) == []
     wait_until(lambda: hosts.processes("pxd") == [], timeout=15, what="no process of pxd's user")
+
+
+def test_sigterm_of_pxkernel_ends_every_ssh(fresh, hosts):
+    km, kc = fresh
+    pids, sockets = _open_on_pxd(km, kc, hosts)
+    px = kernel_pid(km)
+    os.kill(px, signal.SIGTERM)
+    assert wait_gone([px, *pids]) == []
+    wait_until(lambda: hosts.processes("pxd") == [], timeout=15, what="no process of pxd's user")
+    assert not any(Path(s).exists() for s in sockets), sockets
+
+
+def test_restart_ends_every_ssh_and_starts_without_tunnels(fresh, hosts):
+    km, kc = fresh
+    pids, sockets = _open_on_pxd(km, kc, hosts)
+    km.restart_kernel(now=False)
+    kc.wait_for_ready(timeout=60)
+    assert wait_gone(pids) == []
+    wait_until(lambda: hosts.processes("pxd") == [], timeout=15, what="no process of pxd's user")
+    assert tunnel_rows(kc) == {}
+    assert masters(km) == []
+
+
+def test_death_of_pxkernels_parent_ends_every_ssh(tmp_path, hosts, pxkernel_bin):
+    cf = str(tmp_path / "kernel.json")
+    write_connection_file(cf, ip="127.0.0.1", key=b"tunnel-parent-death-key")
+    # An intermediate parent, killed without a chance to clean up.
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()",
+         str(pxkernel_bin), "kernel", "-f", cf],
+        stdout=subprocess.PIPE, text=True,
+    )
+    px = int(parent.stdout.readline())
+    kc = BlockingKernelClient(connection_file=cf)
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        wait_until(lambda: hosts.processes("pxd") == [], timeout=15, what="pxd idle before the test")
+        open_tunnel(kc, "-L 0:127.0.0.1:9 pxd")
+        ssh = [p.pid for p in psutil.Process(px).children() if p.cmdline()[:2] == ["ssh", "-M"]]
+        assert len(ssh) == 1, ssh
+        parent.kill()
+        parent.wait()
+        assert wait_gone([px, *ssh]) == []
+        wait_until(lambda: hosts.processes("pxd") == [], timeout=15, what="no process of pxd's user")
+    finally:
+        kc.stop_channels()
+        if psutil.pid_exists(px):
+            os.kill(px, signal.SIGKILL)

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, oneshot, watch};
 
+use super::limits::{PONG_BACKLOG, QUEUE_BYTES};
 use super::stream::Writer;
 
 /// Poisoning only means a panic elsewhere; the data is still consistent.
@@ -59,11 +60,22 @@ impl Conn {
         !lock(&self.state).buf.is_empty()
     }
 
-    /// Append one message unless `limit` messages already wait; false when it was dropped.
+    /// Append one message unless `limit` messages, or [`QUEUE_BYTES`], already
+    /// wait; false when it was dropped.
     pub(super) fn push(&self, limit: usize, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        self.push_within(limit, QUEUE_BYTES, encode)
+    }
+
+    /// Append a command we answer with (PONG) unless [`PONG_BACKLOG`] bytes
+    /// already wait: a peer that does not read gets no more answers.
+    pub(super) fn push_control(&self, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        self.push_within(usize::MAX, PONG_BACKLOG, encode)
+    }
+
+    fn push_within(&self, limit: usize, bytes: usize, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
         let was_idle = {
             let mut s = lock(&self.state);
-            if s.gone || s.queued >= limit {
+            if s.gone || s.queued >= limit || (!s.buf.is_empty() && s.buf.len() >= bytes) {
                 return false;
             }
             let was_idle = s.buf.is_empty();

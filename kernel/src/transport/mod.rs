@@ -16,6 +16,7 @@
 //! answers while the main runtime is busy.
 
 mod conn;
+pub mod limits;
 mod socket;
 mod stream;
 mod unix;

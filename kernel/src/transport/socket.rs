@@ -11,13 +11,14 @@
 //! one encode and, at most, one wake-up of the writer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{Conn, lock, write_loop};
+use super::limits::{PENDING_HANDSHAKES, PING_CONTEXT, QUEUE_BYTES};
 use super::stream::{Address, Incoming, Listener, Reader, Writer, dial, handshake, read_incoming};
 use super::zmtp;
 use super::{Frames, Kind};
@@ -28,8 +29,9 @@ const DISCONNECTED_QUEUE: usize = 10_000;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn pong(data: &[u8], out: &mut Vec<u8>) {
-    // PING carries a 2-byte TTL, then a context that PONG echoes.
-    zmtp::encode_command("PONG", data.get(2..).unwrap_or_default(), out);
+    // PING carries a 2-byte TTL, then a context that PONG echoes (at most 16 bytes).
+    let context = data.get(2..).unwrap_or_default();
+    zmtp::encode_command("PONG", &context[..context.len().min(PING_CONTEXT)], out);
 }
 
 /// A socket as its senders see it.
@@ -156,6 +158,8 @@ pub(super) async fn run_bound(
     let Socket::Bound(bound) = &*socket else {
         return;
     };
+    let handshaking = Arc::new(AtomicUsize::new(0));
+    let mut turned_away = 0u64;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -163,12 +167,26 @@ pub(super) async fn run_bound(
         };
         match accepted {
             Ok((rd, wr)) => {
+                if handshaking.load(Ordering::Relaxed) >= PENDING_HANDSHAKES {
+                    // Dropping the halves closes the connection.
+                    turned_away += 1;
+                    if turned_away.is_power_of_two() {
+                        tracing::warn!(
+                            endpoint = %bound.endpoint,
+                            "{PENDING_HANDSHAKES} connections are in their handshake: \
+                             closed a new one ({turned_away} so far)"
+                        );
+                    }
+                    continue;
+                }
+                handshaking.fetch_add(1, Ordering::Relaxed);
                 super::spawn(serve_peer(
                     socket.clone(),
                     rd,
                     wr,
                     inbox.clone(),
                     closing.clone(),
+                    Handshaking(handshaking.clone()),
                 ));
             }
             Err(e) => {
@@ -179,31 +197,41 @@ pub(super) async fn run_bound(
     }
 }
 
+/// Counts a connection among those in their handshake until dropped.
+struct Handshaking(Arc<AtomicUsize>);
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn serve_peer(
     socket: Arc<Socket>,
     mut rd: Reader,
     wr: Writer,
     inbox: mpsc::Sender<Frames>,
     mut closing: watch::Receiver<()>,
+    handshaking: Handshaking,
 ) {
     let Socket::Bound(bound) = &*socket else {
         return;
     };
     let kind = bound.kind;
-    let props =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut rd, &wr, kind, None, true))
-            .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::warn!("handshake with a peer failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!("handshake with a peer timed out");
-                return;
-            }
-        };
+    let shake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut rd, &wr, kind, None, true));
+    let shook = shake.await;
+    drop(handshaking);
+    let props = match shook {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::warn!("handshake with a peer failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("handshake with a peer timed out");
+            return;
+        }
+    };
     let serial = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
     // Bind-side sockets carry replies and output, which come in bursts: the writer batches them.
     let conn = Conn::new(wr, false, Vec::new(), 0);
@@ -256,7 +284,7 @@ async fn serve_peer(
             },
             Ok(Incoming::Command(name, data)) => match name.as_str() {
                 "PING" => {
-                    conn.push(usize::MAX, |buf| pong(&data, buf));
+                    conn.push_control(|buf| pong(&data, buf));
                 }
                 "SUBSCRIBE" | "CANCEL" if kind == Kind::XPub => {
                     let mut m = vec![u8::from(name == "SUBSCRIBE")];
@@ -266,7 +294,9 @@ async fn serve_peer(
                 _ => {}
             },
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    tracing::warn!(endpoint = %bound.endpoint, "peer connection dropped: {e}");
+                } else if e.kind() != std::io::ErrorKind::UnexpectedEof {
                     tracing::debug!("peer connection ended: {e}");
                 }
                 // What is still queued for a peer that left cannot reach it.
@@ -346,7 +376,9 @@ impl Connected {
             }
             return queued;
         }
-        if link.pending_count >= DISCONNECTED_QUEUE {
+        if link.pending_count >= DISCONNECTED_QUEUE
+            || (link.pending_count > 0 && link.pending.len() >= QUEUE_BYTES)
+        {
             tracing::warn!(%endpoint, "not connected and queue full: message dropped");
             return false;
         }
@@ -426,11 +458,15 @@ pub(super) async fn run_connected(
                 }
                 Ok(Incoming::Command(name, data)) => {
                     if name == "PING" {
-                        conn.push(usize::MAX, |buf| pong(&data, buf));
+                        conn.push_control(|buf| pong(&data, buf));
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(%endpoint, "connection lost, reconnecting: {e}");
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        tracing::warn!(%endpoint, "connection dropped, reconnecting: {e}");
+                    } else {
+                        tracing::debug!(%endpoint, "connection lost, reconnecting: {e}");
+                    }
                     break;
                 }
             }

@@ -42,6 +42,9 @@ pub enum ZmtpError {
     /// A frame larger than we accept.
     #[error("frame of {0} bytes is larger than the limit")]
     TooLarge(u64),
+    /// A message of more frames than we accept.
+    #[error("message of more than {0} frames")]
+    TooManyFrames(usize),
 }
 
 /// Our greeting: signature, version 3.0, mechanism NULL, as-server flag.
