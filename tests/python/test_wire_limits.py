@@ -12,62 +12,12 @@ import os
 import resource
 import socket
 import struct
-import time
 
 import pytest
 from kernel_helpers import kernel_pid, pxkernel_started
+from wire_abuse import LONG, MORE, PORTS, closed_by_peer, connect, greeting, vm_size_kib
 
-PORTS = ("shell_port", "control_port", "stdin_port", "iopub_port", "hb_port")
 ALIVE_TIMEOUT = 5.0
-COMMAND, LONG, MORE = 0x04, 0x02, 0x01
-
-
-def greeting(mechanism=b"NULL"):
-    return b"\xff" + b"\0" * 8 + b"\x7f" + bytes([3, 0]) + mechanism.ljust(20, b"\0") + b"\0" * 32
-
-
-def ready(socket_type: bytes):
-    name = b"Socket-Type"
-    body = b"\x05READY" + bytes([len(name)]) + name + struct.pack(">I", len(socket_type)) + socket_type
-    return bytes([COMMAND, len(body)]) + body
-
-
-def peer_type(port_name):
-    return b"SUB" if port_name == "iopub_port" else b"DEALER"
-
-
-def connect(info, port_name, handshake=False):
-    s = socket.create_connection((info["ip"], info[port_name]), timeout=10)
-    if handshake:
-        s.sendall(greeting() + ready(peer_type(port_name)))
-        got = b""
-        while len(got) < 64:  # pxkernel's greeting; its READY follows
-            chunk = s.recv(64 - len(got))
-            assert chunk, "closed during the handshake"
-            got += chunk
-    return s
-
-
-def closed_by_peer(s, timeout=10.0):
-    """Whether the peer closes the connection (reads, discarding, until EOF)."""
-    s.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if not s.recv(65536):
-                return True
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-    return False
-
-
-def vm_size_kib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmSize:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmSize")
 
 
 def assert_answers(kc):
