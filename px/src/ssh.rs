@@ -93,6 +93,23 @@ fn engine_error(host: &str, id: u32, why: impl std::fmt::Display) -> String {
     format!("engine {id} on {host} failed to start: {why}")
 }
 
+/// Engine `id`'s connection file on the host: `ipc` sockets `eID-1` … `eID-5`
+/// in the batch directory (its working directory there).
+fn engine_info(id: u32, key: String, kernel_name: &str) -> ConnectionInfo {
+    ConnectionInfo {
+        transport: "ipc".to_owned(),
+        ip: format!("e{id}"),
+        shell_port: 1,
+        iopub_port: 2,
+        stdin_port: 3,
+        control_port: 4,
+        hb_port: 5,
+        signature_scheme: "hmac-sha256".to_owned(),
+        key,
+        kernel_name: Some(kernel_name.to_owned()),
+    }
+}
+
 /// The connection file of an engine on the host's loopback: `info` with TCP on
 /// 127.0.0.1 and its ports as the launch script's placeholders (`$1` … `$5`).
 fn tcp_connection_text(info: &ConnectionInfo) -> Result<String, String> {
@@ -108,18 +125,19 @@ fn tcp_connection_text(info: &ConnectionInfo) -> Result<String, String> {
         ));
     }
     let mut text = text;
-    for (field, value) in [
-        ("shell_port", 1),
-        ("iopub_port", 2),
-        ("stdin_port", 3),
-        ("control_port", 4),
-        ("hb_port", 5),
-    ] {
-        let placeholder = remote::TCP_PORTS[value - 1];
-        text = text.replace(
-            &format!("\"{field}\":{value}"),
-            &format!("\"{field}\":{placeholder}"),
-        );
+    let ports = [
+        ("shell_port", tcp.shell_port),
+        ("iopub_port", tcp.iopub_port),
+        ("stdin_port", tcp.stdin_port),
+        ("control_port", tcp.control_port),
+        ("hb_port", tcp.hb_port),
+    ];
+    for ((field, port), placeholder) in ports.into_iter().zip(remote::TCP_PORTS) {
+        let here = format!("\"{field}\":{port}");
+        if !text.contains(&here) {
+            return Err(format!("no {field} in the connection file"));
+        }
+        text = text.replace(&here, &format!("\"{field}\":{placeholder}"));
     }
     Ok(text)
 }
@@ -296,18 +314,7 @@ impl SshHost {
                 Ok(k) => k,
                 Err(e) => return fail_all(format!("no random key: {e}")),
             };
-            infos.push(ConnectionInfo {
-                transport: "ipc".to_owned(),
-                ip: format!("e{id}"),
-                shell_port: 1,
-                iopub_port: 2,
-                stdin_port: 3,
-                control_port: 4,
-                hb_port: 5,
-                signature_scheme: "hmac-sha256".to_owned(),
-                key,
-                kernel_name: Some(self.kernel_name.borrow().clone()),
-            });
+            infos.push(engine_info(*id, key, &self.kernel_name.borrow()));
         }
         let mut texts = Vec::new();
         for info in &infos {
@@ -672,18 +679,7 @@ mod tests {
 
     #[test]
     fn a_tcp_connection_file_has_the_launch_scripts_port_placeholders() {
-        let info = ConnectionInfo {
-            transport: "ipc".to_owned(),
-            ip: "e3".to_owned(),
-            shell_port: 1,
-            iopub_port: 2,
-            stdin_port: 3,
-            control_port: 4,
-            hb_port: 5,
-            signature_scheme: "hmac-sha256".to_owned(),
-            key: "0123abcd".to_owned(),
-            kernel_name: Some("ir".to_owned()),
-        };
+        let info = engine_info(3, "0123abcd".to_owned(), "ir");
         let text = tcp_connection_text(&info).unwrap();
         for (field, placeholder) in [
             ("shell_port", "$1"),

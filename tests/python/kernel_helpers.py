@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +66,18 @@ def stdout_of(msgs, name="stdout"):
 
 def of_type(msgs, msg_type):
     return [m for m in msgs if m["msg_type"] == msg_type]
+
+
+def pxkernel_under_a_parent(pxkernel_bin, connection_file):
+    """`pxkernel kernel -f FILE` started by an intermediate Python parent (to be killed
+    without a chance to clean up): (the parent's Popen, pxkernel's pid)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()",
+         str(pxkernel_bin), "kernel", "-f", str(connection_file)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    return parent, int(parent.stdout.readline())
 
 
 def kernel_pid(km) -> int:

@@ -6,8 +6,6 @@ kernels it starts are private and removed with them."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from kernel_helpers import (
     home_pid,
     kernel_pid,
     pxkernel,
+    pxkernel_under_a_parent,
     read_until,
     stdout_of,
     tagged_lines,
@@ -131,20 +130,7 @@ def test_death_of_the_parent_stops_everything(tmp_path, pxkernel_bin):
     cf = str(tmp_path / "kernel.json")
     write_connection_file(cf, ip="127.0.0.1", key=b"parent-death-key")
     # An intermediate parent, killed without a chance to clean up.
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()",
-            str(pxkernel_bin),
-            "kernel",
-            "-f",
-            cf,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    px = int(parent.stdout.readline())
+    parent, px = pxkernel_under_a_parent(pxkernel_bin, cf)
     kc = BlockingKernelClient(connection_file=cf)
     kc.load_connection_file()
     kc.start_channels()

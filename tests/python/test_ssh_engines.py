@@ -42,6 +42,7 @@ from kernel_helpers import (
     wait_gone,
     wait_until,
 )
+from ssh_tunnel_support import master_pids as masters
 
 VENV_PYTHON = "/opt/pxkernel-testhosts/venv/bin/python3"
 STARTED = re.compile(r"^Started (\d+) (\S+) engines? on (\S+) in [^:]+: ids? (\d+)(?:-(\d+))?\.\n$")
@@ -178,22 +179,6 @@ def batch_dirs(hosts, name) -> list[str]:
 def leftovers(hosts, name, d) -> list[tuple[int, str]]:
     """Processes on host name that belong to batch directory d (keeper, watchdog, engines)."""
     return [(pid, c) for pid, c in hosts.processes(name) if d in c]
-
-
-def masters(km) -> list[int]:
-    """pids of the ssh masters pxkernel runs (its children `ssh -M -S ...`)."""
-    out = []
-    try:
-        kids = psutil.Process(kernel_pid(km)).children()
-    except psutil.NoSuchProcess:
-        return out
-    for p in kids:
-        try:
-            if p.cmdline()[:3] == ["ssh", "-M", "-S"] and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return sorted(out)
 
 
 def hosts_said(msgs) -> list[tuple[int, str]]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import psutil
 from jupyter_client import BlockingKernelClient, write_connection_file
 from kernel_helpers import (
     kernel_pid,
+    pxkernel_under_a_parent,
     stdout_of,
     wait_gone,
     wait_until,
@@ -226,13 +225,7 @@ def test_death_of_pxkernels_parent_ends_every_ssh(tmp_path, hosts, pxkernel_bin)
     cf = str(tmp_path / "kernel.json")
     write_connection_file(cf, ip="127.0.0.1", key=b"tunnel-parent-death-key")
     # An intermediate parent, killed without a chance to clean up.
-    parent = subprocess.Popen(
-        [sys.executable, "-c",
-         "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()",
-         str(pxkernel_bin), "kernel", "-f", cf],
-        stdout=subprocess.PIPE, text=True,
-    )
-    px = int(parent.stdout.readline())
+    parent, px = pxkernel_under_a_parent(pxkernel_bin, cf)
     kc = BlockingKernelClient(connection_file=cf)
     kc.load_connection_file()
     kc.start_channels()
