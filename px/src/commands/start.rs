@@ -27,17 +27,19 @@ pub(super) struct StartArgs {
     pub(super) profile: Option<String>,
 }
 
+/// A bad value of one of `%engines start`'s options.
+fn bad(option: &str, value: &str, reason: &str) -> MagicError {
+    MagicError::Usage(ParseError::BadValue {
+        magic: "engines start".to_owned(),
+        option: option.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
 pub(super) fn start_args(rest: &[String]) -> Result<StartArgs, MagicError> {
     let parsed = parse_options("engines start", ENGINES_START, rest)?;
     no_more("engines start", &parsed.positional)?;
-    let bad = |option: &str, value: &str, reason: &str| {
-        MagicError::Usage(ParseError::BadValue {
-            magic: "engines start".to_owned(),
-            option: option.to_owned(),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        })
-    };
     if let Some(profile) = parsed.value("profile") {
         if let Some(o) = ["n", "ssh", "kernel", "python", "setup", "grace"]
             .into_iter()
@@ -113,14 +115,6 @@ pub(super) fn start_args(rest: &[String]) -> Result<StartArgs, MagicError> {
 }
 
 fn parse_timeout(parsed: &pxkernel_contract::parse::Parsed) -> Result<Duration, MagicError> {
-    let bad = |option: &str, value: &str, reason: &str| {
-        MagicError::Usage(ParseError::BadValue {
-            magic: "engines start".to_owned(),
-            option: option.to_owned(),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        })
-    };
     Ok(match parsed.value("timeout") {
         Some(v) => v
             .parse::<f64>()
