@@ -16,10 +16,22 @@ use pxkernel_kernel::protocol::{Channel, Message};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-/// Probes a resync sends before it gives up on seeing their `idle`.
-const RESYNC_PROBES: usize = 5;
+/// How long a resync waits for its first probe's answer before it sends another.
+const RESYNC_FIRST_INTERVAL: Duration = Duration::from_secs(2);
+/// The longest wait between probes of a resync (a long cell holds them back).
+const RESYNC_LONGEST_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a probe's `idle` may follow its reply.
 const RESYNC_IDLE_WAIT: Duration = Duration::from_secs(2);
+/// Answered probes whose `idle` a resync may miss before it settles without one
+/// (the replies alone prove the earlier requests' replies are in).
+const RESYNC_IDLE_MISSES: usize = 5;
+
+/// What a resync has heard of one of its probes.
+#[derive(Clone, Copy, Default)]
+struct ProbeSeen {
+    reply: bool,
+    idle: bool,
+}
 
 /// What a request hears from its kernel.
 // Nearly every event is a message: boxing it would cost an allocation per message.
@@ -180,9 +192,14 @@ impl Link {
     /// A kernel handles its shell requests in order and publishes in order, so once
     /// a `kernel_info_request` sent now has its reply and its `idle`, whatever its
     /// earlier requests caused has arrived or never will. A request still running
-    /// holds the probe back until it ends, and then its reply comes first. The
-    /// probe's `idle` can be missed while IOPub subscribes again: then it is sent
-    /// again, a few times.
+    /// holds the probe back until it ends, and then its reply comes first.
+    ///
+    /// A probe can itself be lost: one sent before the socket saw its old
+    /// connection end goes nowhere, and its `idle` can be missed while IOPub
+    /// subscribes again. So probes are sent again, at growing intervals while none
+    /// is answered (a long cell holds them all back, and they queue harmlessly
+    /// behind it), and every probe's route is kept: the first to have both its
+    /// reply and its `idle` settles the resync.
     pub fn resync(self: &Rc<Self>, reason: String) {
         let waiting: Vec<String> = self.routes.borrow().keys().cloned().collect();
         if waiting.is_empty() {
@@ -190,44 +207,64 @@ impl Link {
         }
         let link = Rc::downgrade(self);
         tokio::task::spawn_local(async move {
-            for _ in 0..RESYNC_PROBES {
+            let (tx, mut events) = mpsc::unbounded_channel::<(usize, LinkEvent)>();
+            let mut probes = Vec::new();
+            let mut seen: Vec<ProbeSeen> = Vec::new();
+            let mut interval = RESYNC_FIRST_INTERVAL;
+            let mut idle_misses = 0;
+            'probing: loop {
                 let Some(l) = link.upgrade() else { return };
-                let (tx, mut events) = mpsc::unbounded_channel();
+                let index = probes.len();
+                let tx = tx.clone();
                 let listener: Listener = Rc::new(move |ev| {
-                    let _ = tx.send(ev);
+                    let _ = tx.send((index, ev));
                 });
                 let probe = l.message("kernel_info_request", &json!({}));
-                let Ok(_route) = l.request(Channel::Shell, probe, listener) else {
+                let Ok(route) = l.request(Channel::Shell, probe, listener) else {
                     return;
                 };
                 drop(l);
-                let mut replied = false;
-                let idle = loop {
-                    let ev = if replied {
-                        match tokio::time::timeout(RESYNC_IDLE_WAIT, events.recv()).await {
-                            Ok(ev) => ev,
-                            Err(_) => break false,
-                        }
-                    } else {
-                        events.recv().await
+                probes.push(route);
+                seen.push(ProbeSeen::default());
+                let mut deadline = tokio::time::Instant::now() + interval;
+                loop {
+                    let (index, ev) = match tokio::time::timeout_at(deadline, events.recv()).await {
+                        Ok(Some(got)) => got,
+                        Ok(None) => return,
+                        Err(_) => break,
                     };
                     match ev {
-                        Some(LinkEvent::Message(Channel::Shell, _)) => replied = true,
-                        Some(LinkEvent::Message(Channel::Iopub, m))
+                        LinkEvent::Message(Channel::Shell, _) => {
+                            seen[index].reply = true;
+                            // Shell answers in order: the cells before it are over,
+                            // and only the probe's `idle` is still to come.
+                            deadline = deadline.min(tokio::time::Instant::now() + RESYNC_IDLE_WAIT);
+                        }
+                        LinkEvent::Message(Channel::Iopub, m)
                             if m.msg_type() == "status" && m.content.get().contains("\"idle\"") =>
                         {
-                            if replied {
-                                break true;
-                            }
+                            seen[index].idle = true;
                         }
-                        Some(LinkEvent::Message(..)) => {}
-                        Some(LinkEvent::Died(_) | LinkEvent::Lost(_)) | None => return,
+                        LinkEvent::Message(..) => {}
+                        // Dead: every request heard it. Lost: a later resync
+                        // settled this probe, and with it the requests before it.
+                        LinkEvent::Died(_) | LinkEvent::Lost(_) => return,
                     }
-                };
-                if idle {
-                    break;
+                    if seen[index].reply && seen[index].idle {
+                        break 'probing;
+                    }
+                }
+                if seen.iter().any(|s| s.reply) {
+                    idle_misses += 1;
+                    if idle_misses >= RESYNC_IDLE_MISSES {
+                        break;
+                    }
+                    interval = RESYNC_FIRST_INTERVAL;
+                } else {
+                    interval = (interval * 2).min(RESYNC_LONGEST_INTERVAL);
                 }
             }
+            drop(probes);
             let Some(l) = link.upgrade() else { return };
             let lost: Vec<Listener> = {
                 let routes = l.routes.borrow();

@@ -473,12 +473,19 @@ impl Master {
 
     /// `ssh` running `remote` on the host over this master (no new login), with
     /// its stdin, stdout and stderr piped; in its own session, ending with pxkernel.
+    ///
+    /// Over the master only: `ssh -S` whose socket is gone (the master just died)
+    /// would log in by itself, and a session that outlives its master hides the
+    /// reconnect from whoever waits for it. The mux client is tried before any
+    /// connection is made, so a `ProxyCommand` that fails ends such a session at
+    /// once; given first, it wins over the user's config (options that shape a
+    /// connection are the master's business, and left out here).
     pub fn session(&self, remote: &str) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.settings.program);
         cmd.arg("-S")
             .arg(&self.socket)
             .args(["-T", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
-            .args(&self.endpoint.options)
+            .args(["-o", "ProxyCommand=false"])
             .arg("--")
             .arg(&self.endpoint.destination)
             .arg(remote)

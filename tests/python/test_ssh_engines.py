@@ -5,8 +5,8 @@ on the host and no key on any command line, stop and restart, an engine killed
 on its host, interrupts, 1,000 lines from four engines, a kernel that only takes
 loopback TCP (`--kernel`) and a kernelspec the host lacks; then, each with a
 pxkernel of its own, what is left on the host after shutdown and SIGKILL of
-pxkernel, and network drops: idle, while a cell runs (the cell outlasting the
-drop), and longer than the grace period. Skipped
+pxkernel, and network drops: idle, while a cell runs (its reply lost, or the cell
+outlasting the drop), and longer than the grace period. Skipped
 (with the reason) where the hosts cannot run — a failure under
 PXKERNEL_REQUIRE_ALL=1."""
 
@@ -547,6 +547,32 @@ def _cut_until_the_master_drops(km, hosts, name):
 
 def _marks(d, prefix):
     return sorted(p.name for p in Path(d).glob(f"{prefix}-*"))
+
+
+def test_a_drop_while_a_cell_runs_ends_the_cell_with_its_reply_lost_and_keeps_the_engines(fresh, hosts):
+    km, kc = fresh
+    ids = start(kc, "pxb", 2, "--grace 60")
+    ok(kc, "%px kept = 'from before the drop'")
+    pids = pids_by_id(hosts, "pxb")
+    d = dir_of(hosts, "pxb", ids[0])
+    # The engines (in their batch directory) mark that they run, then finish while
+    # the host is cut off: their reply and output go nowhere.
+    msg_id = kc.execute("%px import os, time; open(f'running-{os.getpid()}', 'w').close(); time.sleep(2)")
+    wait_until(lambda: len(_marks(d, "running")) == 2, timeout=30, what="both engines running the cell")
+    _cut_until_the_master_drops(km, hosts, "pxb")
+    # Once the master is back, each engine is asked what came of the cell: the cell
+    # ends, saying so, instead of waiting forever.
+    reply = shell_reply(kc, msg_id, timeout=60)["content"]
+    collect(kc, msg_id, 10)
+    assert reply["status"] == "error", reply
+    for i in ids:
+        assert f"[{i}:execute] its reply was lost: the connection to pxb dropped" in reply["evalue"], reply
+    # The engines are the same, with their state, and idle.
+    msgs = ok(kc, "%px print(kept)")
+    assert sorted(tagged_lines(msgs)) == [("stdout", i, "from before the drop") for i in ids]
+    assert pids_by_id(hosts, "pxb") == pids
+    table = engines_table(kc)
+    assert [table[i]["state"] for i in ids] == ["idle", "idle"], table
 
 
 def test_a_cell_that_outlasts_a_drop_returns_as_usual(fresh, hosts):
