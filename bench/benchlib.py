@@ -331,13 +331,17 @@ class KernelProcess:
         self.shell = self.iopub = self.control = None
         self.key = None    # the connection file's key (default: a fresh one)
 
+    def connection_extra(self):
+        """More fields for the connection file (a subclass's CurveZMQ keys)."""
+        return {}
+
     def spawn(self):
         """Write a connection file, connect shell, start the process. Returns t0."""
         rt = Path(self.env["JUPYTER_RUNTIME_DIR"])
         cf, info = write_connection_file(
             fname=str(rt / f"{self.conn_prefix}-{self.tag}.json"), ip="127.0.0.1",
             key=(self.key or uuid.uuid4().hex).encode(), transport="tcp",
-            signature_scheme="hmac-sha256", kernel_name=self.kind)
+            signature_scheme="hmac-sha256", kernel_name=self.kind, **self.connection_extra())
         self.cf = cf
         key = info["key"] if isinstance(info["key"], bytes) else info["key"].encode()
         self.session = Session(key=key, signature_scheme="hmac-sha256", username="bench")

@@ -13,13 +13,17 @@ Figures (one `name key=value ...` line each, see bench/README.md):
   shutdown_ms              shutdown_request -> process (and all its descendants) gone
   mem_mib                  RSS / PSS / USS / peak RSS of pxkernel, its home, plain ipykernel
   pxkernel_soak            many more cells through pxkernel alone: RSS growth, CPU per cell
+  curve_overhead_ms        pxkernel reached with CurveZMQ minus pxkernel without (round trip, CPU)
 
 Both kernels run at the same time and are driven alternately (ABBA order per
 rep), so machine noise hits both alike.  With the relay floor built (cargo build
 --release -p pxkernel-kernel --example relay_floor) a third kernel joins them: a
 relay that forwards frames verbatim, over pxkernel's own transport, to its own
 ipykernel home.  Its CPU per cell is what the sockets and wake-ups cost with no
-message handling at all: the floor under pxkernel's CPU figure.  `foreign_cores` on a line is CPU time
+message handling at all: the floor under pxkernel's CPU figure.  Unless --no-curve, a
+second pxkernel joins them too, given CurveZMQ keys in its connection file and driven
+by CURVE client sockets (what jupyter_client's transport_encryption="required" does):
+what encrypting the client's leg costs.  `foreign_cores` on a line is CPU time
 used by processes that are not this script or its descendants, per wall second,
 while that figure was measured (0 = quiet machine).
 
@@ -45,7 +49,8 @@ import psutil
 import zmq
 
 from benchlib import (CpuMeter, KernelProcess, Noise, cleanup, install_cleanup, line, log,
-                      mem_of, pct, stats, track, track_tree, bench_env, install_pxkernel, kernelspec_of)
+                      mem_of, pct, stats, track, track_tree, bench_env, install_pxkernel, kernelspec_of,
+                      zmq_context)
 
 REPO = Path(__file__).resolve().parent.parent
 GOALS = {
@@ -84,6 +89,31 @@ class Kernel(KernelProcess):
             raise RuntimeError(f"{self.kind}: cell {code!r} ended with status {reply['status']}")
         self.cells += 1
         return t, "".join(out)
+
+
+class CurveKernel(Kernel):
+    """A kernel reached with CurveZMQ: a fresh server keypair in its connection file,
+    as jupyter_client's transport_encryption provisions one, and CURVE client sockets
+    with a keypair of their own (as jupyter_client's heartbeat has)."""
+
+    def connection_extra(self):
+        self.server_public, server_secret = zmq.curve_keypair()
+        self.client_keys = zmq.curve_keypair()
+        return {"curve_publickey": self.server_public, "curve_secretkey": server_secret}
+
+    def _socket(self, kind, port, identity=False):
+        # KernelProcess._socket with the CURVE options, which must precede connect.
+        s = zmq_context().socket(kind)
+        s.linger = 0
+        s.setsockopt(zmq.RECONNECT_IVL, 2)
+        s.curve_publickey, s.curve_secretkey = self.client_keys
+        s.curve_serverkey = self.server_public
+        if identity:
+            s.identity = self.session.bsession
+        if kind == zmq.SUB:
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.connect(f"tcp://127.0.0.1:{port}")
+        return s
 
 
 # ---------------------------------------------------------------------------
@@ -130,6 +160,24 @@ def start_relay_floor(a, tmp, env):
     return relay
 
 
+def start_curve(a, tmp, env, spec):
+    """The second pxkernel, reached with CurveZMQ. Returns it (a CurveKernel), or None
+    with --no-curve or when this pxkernel or pyzmq has no CURVE."""
+    if a.no_curve:
+        return None
+    if "curve" not in spec.get("metadata", {}).get("supported_encryption", []):
+        log("pxkernel's kernelspec does not declare supported_encryption curve: "
+            "the CURVE figures are skipped")
+        return None
+    if not zmq.has("curve"):
+        log("this pyzmq's libzmq has no CURVE: the CURVE figures are skipped")
+        return None
+    k = CurveKernel("pxkernel_curve", spec, kernel_env(env, tmp, "pxkernel_curve"), str(tmp / "work"),
+                    "rt-pxkernel-curve")
+    k.start(a.start_timeout)
+    return k
+
+
 def kernel_env(env, tmp, kind):
     """Each kernel gets its own IPYTHONDIR, so their history databases don't contend."""
     e = dict(env)
@@ -147,10 +195,14 @@ def bench_roundtrip(a, tmp, env, specs, results):
     px.start(a.start_timeout)
     ipk.start(a.start_timeout)
     relay = start_relay_floor(a, tmp, env)
-    kernels = (px, ipk) + ((relay,) if relay else ())
+    curve = start_curve(a, tmp, env, specs["pxkernel"])
+    kernels = (px, ipk) + tuple(k for k in (relay, curve) if k)
     # first cell through pxkernel (and the relay) waits for its home kernel
     for k in kernels:
         k.execute("pass", a.start_timeout)
+    if curve:
+        for p in curve.descendants():
+            track(p)
     desc = px.descendants()
     for p in desc:
         track(p)
@@ -218,6 +270,17 @@ def bench_roundtrip(a, tmp, env, specs, results):
         results[("cpu", label)] = per["pxkernel"]
         if "relay_floor" in per:
             results[("floor_cpu", label)] = per["relay_floor"]
+        if curve:
+            sc = samples[curve.kind]
+            med_c = statistics.median(sc)
+            line("curve_overhead_ms", cell=label, reps=len(sc),
+                 median_diff=round(med_c - med_p, 3),
+                 paired_median_diff=round(statistics.median([x - y for x, y in zip(sc, sp)]), 3),
+                 ratio=round(med_c / med_p, 3),
+                 cpu_ms_per_cell=per[curve.kind], cpu_ms_per_cell_plain=per["pxkernel"],
+                 cpu_ratio=round(per[curve.kind] / per["pxkernel"], 3) if per["pxkernel"] else "nan",
+                 foreign_cores=fc)
+            results[("curve", label)] = (med_c, med_p, per[curve.kind], per["pxkernel"])
 
     m = mem_of([px.pid])
     line("mem_mib", proc="pxkernel", cells=px.cells, **m, threads=psutil.Process(px.pid).num_threads())
@@ -322,6 +385,11 @@ def summary(results, failed):
                 floor = f"  (relay floor {f:.4f}: handling adds {c - f:+.4f})"
             print(f"#   {label:8s} pxkernel CPU {c:.4f} ms/cell  goal <= {g} ms  {verdict(c <= g)}{floor}",
                   flush=True)
+    for label, _ in CELLS:
+        if ("curve", label) in results:
+            mc, mp, cc, cp = results[("curve", label)]
+            print(f"#   {label:8s} with CURVE   {mc:7.3f} ms vs {mp:7.3f} ms  {mc - mp:+.3f} ms ({mc / mp:.2f}x)  "
+                  f"CPU {cc:.4f} vs {cp:.4f} ms/cell  (no goal)", flush=True)
     if ("startup", "pxkernel") in results:
         mp, _ = results[("startup", "pxkernel")]
         mi = results.get(("startup", "ipykernel"), (float("nan"),))[0]
@@ -354,6 +422,8 @@ def main():
     ap.add_argument("--soak", type=int, help="extra `pass` cells through pxkernel alone before its memory "
                     "is measured again (default 5000, quick 0)")
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run under 30 s")
+    ap.add_argument("--no-curve", action="store_true",
+                    help="leave out the pxkernel reached with CurveZMQ (and the curve_overhead_ms figure)")
     ap.add_argument("--only", choices=("roundtrip", "startup"), help="run one part only")
     ap.add_argument("--timeout", type=float, default=900, help="hard limit for the whole run, s (default 900)")
     ap.add_argument("--cell-timeout", type=float, default=30.0, help=argparse.SUPPRESS)

@@ -96,7 +96,7 @@ async fn relay(front: ConnectionInfo, home: ConnectionInfo) -> Result<(), Error>
     let bind = |kind, ch| transport::open(kind, Side::Bind, &front.endpoint(ch), &none);
     let connect =
         |kind, ch, o: &Options| transport::open(kind, Side::Connect, &home.endpoint(ch), o);
-    let _heartbeat = transport::spawn_echo(&front.endpoint(Channel::Heartbeat))?;
+    let _heartbeat = transport::spawn_echo(&front.endpoint(Channel::Heartbeat), None)?;
     let shell = pair(
         bind(Kind::Router, Channel::Shell)?,
         connect(Kind::Dealer, Channel::Shell, &dealer)?,

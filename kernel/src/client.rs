@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 use crate::protocol::content::KernelInfoReply;
 use crate::protocol::{Channel, ConnectionInfo, Header, Message, Session};
-use crate::transport::{self, Inbox, Kind, Options, Outbox, Side, TransportError};
+use crate::transport::{self, Curve, Inbox, Kind, Options, Outbox, Side, TransportError};
 use crate::wire::{Codec, WireError};
 
 /// Why a connection failed.
@@ -30,6 +30,9 @@ pub enum ClientError {
     /// A socket failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The connection file's CurveZMQ key was refused.
+    #[error(transparent)]
+    Curve(#[from] crate::transport::zmtp::ZmtpError),
     /// The kernel did not answer in time.
     #[error("no {what} from the kernel within {after:?}")]
     Timeout {
@@ -202,9 +205,19 @@ pub async fn connect(
 ) -> Result<(ClientSender, ClientReceiver, KernelInfoReply), ClientError> {
     let codec = Arc::new(Codec::new(&info.signature_scheme, info.key.as_bytes())?);
     let session = Arc::new(Session::new(username));
+    // A kernel with CurveZMQ keys is reached as its CURVE client on every port.
+    let plain = Options {
+        curve: match &info.curve_publickey {
+            Some(public) => Some(Curve::Client(transport::curve::public_key_from_z85(
+                public,
+            )?)),
+            None => None,
+        },
+        ..Options::default()
+    };
     let dealer = Options {
         identity: Some(session.id().as_bytes().to_vec()),
-        ..Options::default()
+        ..plain.clone()
     };
     let open = |kind, channel, opts: &Options| {
         transport::open(kind, Side::Connect, &info.endpoint(channel), opts)
@@ -212,11 +225,11 @@ pub async fn connect(
     let (shell, shell_in) = open(Kind::Dealer, Channel::Shell, &dealer)?;
     let (control, control_in) = open(Kind::Dealer, Channel::Control, &dealer)?;
     let (stdin, stdin_in) = open(Kind::Dealer, Channel::Stdin, &dealer)?;
-    let (iopub_out, iopub_in) = open(Kind::Sub, Channel::Iopub, &Options::default())?;
+    let (iopub_out, iopub_in) = open(Kind::Sub, Channel::Iopub, &plain)?;
     let (hb_tx, hb_rx) = mpsc::channel(4);
     let last_beat = Arc::new(BeatClock::new());
     if let Some(policy) = heartbeat {
-        let (hb_out, hb_in) = open(Kind::Dealer, Channel::Heartbeat, &Options::default())?;
+        let (hb_out, hb_in) = open(Kind::Dealer, Channel::Heartbeat, &plain)?;
         transport::spawn(monitor_heartbeat(
             hb_out,
             hb_in,

@@ -358,6 +358,8 @@ mod tests {
                 signature_scheme: "hmac-sha256".to_owned(),
                 key: "engine-test-key".to_owned(),
                 kernel_name: Some("slow-shell".to_owned()),
+                curve_publickey: None,
+                curve_secretkey: None,
             };
             drop(probes);
             match Server::bind(&info) {

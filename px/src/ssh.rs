@@ -107,6 +107,9 @@ fn engine_info(id: u32, key: String, kernel_name: &str) -> ConnectionInfo {
         signature_scheme: "hmac-sha256".to_owned(),
         key,
         kernel_name: Some(kernel_name.to_owned()),
+        // Reached only through the SSH master's forwards: the channel is encrypted.
+        curve_publickey: None,
+        curve_secretkey: None,
     }
 }
 

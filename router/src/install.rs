@@ -327,6 +327,8 @@ mod tests {
         let back: LanguageInfo = serde_json::from_str(&j.env[LANGUAGE_INFO_ENV]).unwrap();
         assert_eq!(back, li);
         assert_eq!(j.extra["kernel_protocol_version"], "5.5");
+        // jupyter_client provisions CurveZMQ keys only for kernels that say they serve it.
+        assert_eq!(j.metadata["supported_encryption"], json!(["curve"]));
     }
 
     #[test]

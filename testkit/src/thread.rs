@@ -302,6 +302,8 @@ fn bind_on_free_ports(key: &str) -> Result<(ConnectionInfo, Server, Relay, u16),
             signature_scheme: "hmac-sha256".to_owned(),
             key: key.to_owned(),
             kernel_name: Some("test".to_owned()),
+            curve_publickey: None,
+            curve_secretkey: None,
         };
         match Server::bind(&info) {
             Ok(server) => {

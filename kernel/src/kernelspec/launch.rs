@@ -2,7 +2,7 @@
 //!
 //! A launch writes a fresh 0600 connection file with five free 127.0.0.1 ports
 //! (held open until just before the spawn, and never handed out twice by this
-//! process), substitutes `{connection_file}`, applies the spec's `env`, runs a
+//! process) and, for a kernel over TCP that declares CurveZMQ, its keys; substitutes `{connection_file}`, applies the spec's `env`, runs a
 //! bare `python`/`python3` from the spec's own prefix when it has one (else from
 //! `PATH`), and starts the kernel in its own session so that its whole process
 //! group can be interrupted or killed. The child also gets `PR_SET_PDEATHSIG`,
@@ -29,6 +29,7 @@ use super::{InterruptMode, KernelSpec, KernelspecError, runtime_dir, which};
 use crate::client::{self, ClientReceiver, ClientSender, HeartbeatPolicy};
 use crate::protocol::content::KernelInfoReply;
 use crate::protocol::{Channel, ConnectionInfo, new_uuid, random_key};
+use crate::transport::curve::KeyPair;
 
 pub use super::session_dir::{remove_session_dir, session_dir};
 
@@ -188,7 +189,7 @@ impl RunningKernel {
                 .map_err(io("reserve ports on", PathBuf::from(&opts.ip)))?;
             ("tcp", opts.ip.clone(), ports, listeners)
         };
-        let connection = ConnectionInfo {
+        let mut connection = ConnectionInfo {
             transport: transport.to_owned(),
             ip,
             shell_port: ports[0],
@@ -199,7 +200,16 @@ impl RunningKernel {
             signature_scheme: "hmac-sha256".to_owned(),
             key: random_key().map_err(|e| KernelspecError::Random(e.to_string()))?,
             kernel_name: Some(spec.name.clone()),
+            curve_publickey: None,
+            curve_secretkey: None,
         };
+        // Over TCP, a kernel that declares CurveZMQ gets keys, as jupyter_client's
+        // `transport_encryption` gives them; Unix sockets in our 0700 dir need none.
+        if transport == "tcp" && spec.supports_curve() {
+            let keys = KeyPair::generate().map_err(|e| KernelspecError::Random(e.to_string()))?;
+            connection.curve_publickey = Some(keys.public_z85());
+            connection.curve_secretkey = Some(keys.secret_z85());
+        }
         let connection_file = dir.join(format!("kernel-{id}.json"));
         {
             use std::io::Write;

@@ -158,6 +158,19 @@ impl KernelSpec {
         }
     }
 
+    /// Whether its metadata declares CurveZMQ (`"supported_encryption": ["curve"]`,
+    /// or the string `"curve"`), as jupyter_client reads it.
+    pub fn supports_curve(&self) -> bool {
+        match self.json.metadata.get("supported_encryption") {
+            Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("curve"),
+            Some(Value::Array(items)) => items.iter().any(|v| {
+                v.as_str()
+                    .is_some_and(|s| s.trim().eq_ignore_ascii_case("curve"))
+            }),
+            _ => false,
+        }
+    }
+
     /// Where it was found.
     pub fn location(&self) -> Location {
         match &self.native_python {

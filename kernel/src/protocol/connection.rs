@@ -1,5 +1,5 @@
 //! Connection files: the JSON a kernel is started with (transport, ip, five ports,
-//! signature scheme and key).
+//! signature scheme and key, and CurveZMQ keys when the launcher provisions them).
 
 use std::path::Path;
 
@@ -35,6 +35,12 @@ pub struct ConnectionInfo {
     /// The kernel name, written by some launchers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_name: Option<String>,
+    /// CurveZMQ: the kernel's public key (Z85), which clients connect with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve_publickey: Option<String>,
+    /// CurveZMQ: the kernel's secret key (Z85). A kernel given one serves CURVE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve_secretkey: Option<String>,
 }
 
 // The key is a secret: never print it.
@@ -50,6 +56,11 @@ impl std::fmt::Debug for ConnectionInfo {
             .field("hb_port", &self.hb_port)
             .field("signature_scheme", &self.signature_scheme)
             .field("key", &"<hidden>")
+            .field("curve_publickey", &self.curve_publickey)
+            .field(
+                "curve_secretkey",
+                &self.curve_secretkey.as_ref().map(|_| "<hidden>"),
+            )
             .finish()
     }
 }
@@ -114,8 +125,21 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
-        let c: ConnectionInfo = serde_json::from_str(FILE).unwrap();
-        assert!(!format!("{c:?}").contains("s3cret"));
+        let mut c: ConnectionInfo = serde_json::from_str(FILE).unwrap();
+        c.curve_secretkey = Some("curve-s3cret".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn curve_keys_are_written_only_when_there_are_some() {
+        let mut c: ConnectionInfo = serde_json::from_str(FILE).unwrap();
+        assert!(!serde_json::to_string(&c).unwrap().contains("curve"));
+        c.curve_publickey = Some("pub".into());
+        c.curve_secretkey = Some("sec".into());
+        let back: ConnectionInfo =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use parent::ParentWatch;
 
 use crate::protocol::content::{ExecuteRequest, Shutdown, reply_type};
 use crate::protocol::{Channel, ConnectionInfo, Message, Session, to_raw};
-use crate::transport::{self, Echo, Frames, Inbox, Kind, Options, Side, TransportError};
+use crate::transport::{self, Curve, Echo, Frames, Inbox, Kind, Options, Side, TransportError};
 use crate::wire::{Codec, WireError};
 
 /// Why the server could not start or stopped with an error.
@@ -34,6 +34,9 @@ pub enum ServerError {
     /// A socket could not be bound.
     #[error("cannot bind: {0}")]
     Transport(#[from] TransportError),
+    /// The connection file's CurveZMQ keys were refused.
+    #[error("cannot start: {0}")]
+    Curve(#[from] transport::zmtp::ZmtpError),
 }
 
 /// How [`Server::run`] ended.
@@ -62,7 +65,18 @@ impl Server {
     /// Bind every socket of `conn`.
     pub fn bind(conn: &ConnectionInfo) -> Result<Server, ServerError> {
         let codec = Arc::new(Codec::new(&conn.signature_scheme, conn.key.as_bytes())?);
-        let none = Options::default();
+        // With CurveZMQ keys (Jupyter's `transport_encryption`), every port serves CURVE.
+        let keys = match &conn.curve_secretkey {
+            Some(secret) => Some(Arc::new(transport::curve::server_keys(
+                secret,
+                conn.curve_publickey.as_deref(),
+            )?)),
+            None => None,
+        };
+        let none = Options {
+            curve: keys.clone().map(Curve::Server),
+            ..Options::default()
+        };
         let (shell, shell_in) = transport::open(
             Kind::Router,
             Side::Bind,
@@ -84,7 +98,7 @@ impl Server {
         // Output must not be dropped under bursts: a generous queue per subscriber.
         let iopub_opts = Options {
             queue: Some(100_000),
-            ..Options::default()
+            ..none.clone()
         };
         let (iopub, iopub_in) = transport::open(
             Kind::XPub,
@@ -92,7 +106,7 @@ impl Server {
             &conn.endpoint(Channel::Iopub),
             &iopub_opts,
         )?;
-        let heartbeat = transport::spawn_echo(&conn.endpoint(Channel::Heartbeat))?;
+        let heartbeat = transport::spawn_echo(&conn.endpoint(Channel::Heartbeat), keys)?;
         let username = std::env::var("USER").unwrap_or_else(|_| "kernel".to_owned());
         let io = Rc::new(ServerIo {
             codec,

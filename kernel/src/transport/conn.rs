@@ -1,11 +1,12 @@
-//! The write side of one connection: the buffer senders encode into, the
-//! high-water mark, flushes, and the writer task that writes each batch in one
-//! syscall.
+//! The write side of one connection: the buffer senders encode into (sealing
+//! each frame in its CURVE box on a CURVE connection), the high-water mark,
+//! flushes, and the writer task that writes each batch in one syscall.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, oneshot, watch};
 
+use super::curve::Sealer;
 use super::limits::{PONG_BACKLOG, QUEUE_BYTES};
 use super::stream::Writer;
 
@@ -36,14 +37,36 @@ struct WriteState {
     writing: bool,
     /// The connection has ended: nothing more is written.
     gone: bool,
+    /// CURVE: seals each frame; messages are encoded into `plain` first.
+    sealer: Option<Sealer>,
+    plain: Vec<u8>,
 }
 
 impl Conn {
-    pub(super) fn new(wr: Writer, write_through: bool, buf: Vec<u8>, queued: usize) -> Arc<Conn> {
+    /// A connection whose first bytes are `buf` (`queued` messages, encoded
+    /// plain: a CURVE connection seals them now).
+    pub(super) fn new(
+        wr: Writer,
+        write_through: bool,
+        mut buf: Vec<u8>,
+        queued: usize,
+        mut sealer: Option<Sealer>,
+    ) -> Arc<Conn> {
+        if let Some(s) = &mut sealer {
+            let mut sealed = Vec::with_capacity(buf.len() + queued * 64);
+            match s.seal_encoded(&buf, &mut sealed) {
+                Ok(()) => buf = sealed,
+                Err(e) => {
+                    tracing::warn!("messages queued before the connection dropped: {e}");
+                    buf.clear();
+                }
+            }
+        }
         let conn = Arc::new(Conn {
             state: Mutex::new(WriteState {
                 buf,
                 queued,
+                sealer,
                 ..WriteState::default()
             }),
             wake: Notify::new(),
@@ -79,7 +102,18 @@ impl Conn {
                 return false;
             }
             let was_idle = s.buf.is_empty();
-            encode(&mut s.buf);
+            let state = &mut *s;
+            match &mut state.sealer {
+                None => encode(&mut state.buf),
+                Some(sealer) => {
+                    state.plain.clear();
+                    encode(&mut state.plain);
+                    if let Err(e) = sealer.seal_encoded(&state.plain, &mut state.buf) {
+                        tracing::warn!("message dropped: {e}");
+                        return false;
+                    }
+                }
+            }
             s.queued += 1;
             if was_idle && !s.writing && self.write_through {
                 // Whatever the socket does not take now, the writer writes later;

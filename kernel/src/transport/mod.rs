@@ -14,8 +14,14 @@
 //! [`Inbox`] (bounded: a flood pushes back on the peer's TCP connection instead
 //! of growing our memory). The heartbeat echo runs on its own thread, so it
 //! answers while the main runtime is busy.
+//!
+//! Security is ZMTP's NULL mechanism (the HMAC of every message is the
+//! protection), or CURVE ([`curve`]) when a connection file carries keys.
 
 mod conn;
+pub mod curve;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod limits;
 mod socket;
 mod stream;
@@ -28,8 +34,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use curve::KeyPair;
 use socket::{Bound, Connected, Socket};
-use stream::{Address, Listener};
+use stream::{Address, Listener, Security};
 
 thread_local! {
     static LOCAL_TASKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -126,6 +133,34 @@ pub struct Options {
     pub identity: Option<Vec<u8>>,
     /// Messages queued per peer before new ones are dropped (bind-side sockets).
     pub queue: Option<usize>,
+    /// CURVE instead of NULL.
+    pub curve: Option<Curve>,
+}
+
+/// A socket's part in CURVE.
+#[derive(Clone, Debug)]
+pub enum Curve {
+    /// The server, with its key pair (a kernel's, from its connection file).
+    Server(Arc<KeyPair>),
+    /// A client of the server with this public key (the socket makes its own pair).
+    Client([u8; curve::KEY_LEN]),
+}
+
+impl Options {
+    fn security(&self, endpoint: &str) -> Result<Security, TransportError> {
+        Ok(match &self.curve {
+            None => Security::Null,
+            Some(Curve::Server(keys)) => Security::CurveServer(keys.clone()),
+            Some(Curve::Client(server)) => Security::CurveClient {
+                server: *server,
+                ours: Arc::new(KeyPair::generate().map_err(|e| TransportError {
+                    op: "make a CURVE key for",
+                    endpoint: endpoint.to_owned(),
+                    source: std::io::Error::other(e),
+                })?),
+            },
+        })
+    }
 }
 
 /// The sending half of a socket. Cloneable; sends never block (a peer whose
@@ -247,17 +282,22 @@ pub fn open(
     endpoint: &str,
     options: &Options,
 ) -> Result<(Outbox, Inbox), TransportError> {
+    let security = options.security(endpoint)?;
     match side {
         Side::Bind => {
             let listener = adopt(bind_std(endpoint)?, endpoint)?;
             let queue = options.queue.unwrap_or(DEFAULT_QUEUE);
-            Ok(serve_bound(kind, listener, queue, endpoint))
+            Ok(serve_bound(kind, listener, queue, endpoint, security))
         }
         Side::Connect => {
             let addr = parse_endpoint(endpoint)?;
             let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
             let (closing_tx, closing) = watch::channel(());
-            let socket = Arc::new(Socket::Connected(Connected::new(kind, endpoint.to_owned())));
+            let socket = Arc::new(Socket::Connected(Connected::new(
+                kind,
+                endpoint.to_owned(),
+                security,
+            )));
             spawn(socket::run_connected(
                 socket.clone(),
                 addr,
@@ -271,10 +311,21 @@ pub fn open(
 }
 
 /// Serve a bound listener as a ROUTER or XPUB on the current runtime.
-fn serve_bound(kind: Kind, listener: Listener, queue: usize, endpoint: &str) -> (Outbox, Inbox) {
+fn serve_bound(
+    kind: Kind,
+    listener: Listener,
+    queue: usize,
+    endpoint: &str,
+    security: Security,
+) -> (Outbox, Inbox) {
     let (in_tx, in_rx) = mpsc::channel(INBOX_CAPACITY);
     let (closing_tx, closing) = watch::channel(());
-    let socket = Arc::new(Socket::Bound(Bound::new(kind, queue, endpoint.to_owned())));
+    let socket = Arc::new(Socket::Bound(Bound::new(
+        kind,
+        queue,
+        endpoint.to_owned(),
+        security,
+    )));
     spawn(socket::run_bound(socket.clone(), listener, in_tx, closing));
     (Outbox::new(socket, closing_tx), in_rx)
 }
@@ -285,11 +336,16 @@ pub struct Echo {
     _stop: oneshot::Sender<()>,
 }
 
-/// Bind a heartbeat echo on `endpoint` and serve it from its own thread.
-pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
+/// Bind a heartbeat echo on `endpoint` (a CURVE server with `curve`) and serve
+/// it from its own thread.
+pub fn spawn_echo(endpoint: &str, curve: Option<Arc<KeyPair>>) -> Result<Echo, TransportError> {
     // Bind here so errors reach the caller; the runtime lives only in the thread
     // (a runtime must never be dropped inside the caller's async context).
     let bound = bind_std(endpoint)?;
+    let security = match curve {
+        Some(keys) => Security::CurveServer(keys),
+        None => Security::Null,
+    };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let name = endpoint.to_owned();
     std::thread::Builder::new()
@@ -313,7 +369,8 @@ pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
                         return;
                     }
                 };
-                let (outbox, mut inbox) = serve_bound(Kind::Router, listener, DEFAULT_QUEUE, &name);
+                let (outbox, mut inbox) =
+                    serve_bound(Kind::Router, listener, DEFAULT_QUEUE, &name, security);
                 let echo = async {
                     while let Some(frames) = inbox.recv().await {
                         outbox.send(frames);
@@ -332,6 +389,9 @@ pub fn spawn_echo(endpoint: &str) -> Result<Echo, TransportError> {
         })?;
     Ok(Echo { _stop: stop_tx })
 }
+
+#[cfg(test)]
+mod curve_sockets;
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::conn::{Conn, lock, write_loop};
 use super::limits::{PENDING_HANDSHAKES, PING_CONTEXT, QUEUE_BYTES};
-use super::stream::{Address, Incoming, Listener, Reader, Writer, dial, handshake, read_incoming};
+use super::stream::{
+    Address, Incoming, Listener, Reader, Security, Shaken, Writer, dial, handshake, read_incoming,
+};
 use super::zmtp;
 use super::{Frames, Kind};
 
@@ -91,16 +93,32 @@ pub(super) struct Bound {
     kind: Kind,
     queue: usize,
     endpoint: String,
+    security: Security,
     peers: Mutex<Peers>,
+    failed_handshakes: AtomicU64,
 }
 
 impl Bound {
-    pub(super) fn new(kind: Kind, queue: usize, endpoint: String) -> Bound {
+    pub(super) fn new(kind: Kind, queue: usize, endpoint: String, security: Security) -> Bound {
         Bound {
             kind,
             queue: queue.max(1),
             endpoint,
+            security,
             peers: Mutex::new(Peers::default()),
+            failed_handshakes: AtomicU64::new(0),
+        }
+    }
+
+    /// Log a failed handshake: the 1st, 2nd, 4th, 8th… in full (a client with a
+    /// wrong key retries ten times a second), the others only at debug level.
+    fn handshake_failed(&self, what: &str) {
+        let n = self.failed_handshakes.fetch_add(1, Ordering::Relaxed) + 1;
+        let endpoint = &self.endpoint;
+        if n.is_power_of_two() {
+            tracing::warn!(%endpoint, "{what} ({n} so far)");
+        } else {
+            tracing::debug!(%endpoint, "{what}");
         }
     }
 
@@ -218,23 +236,27 @@ async fn serve_peer(
         return;
     };
     let kind = bound.kind;
-    let shake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut rd, &wr, kind, None, true));
+    let shake = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut rd, &wr, kind, None, true, &bound.security),
+    );
     let shook = shake.await;
     drop(handshaking);
-    let props = match shook {
+    let Shaken { props, curve } = match shook {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
-            tracing::warn!("handshake with a peer failed: {e}");
+            bound.handshake_failed(&format!("handshake with a peer failed: {e}"));
             return;
         }
         Err(_) => {
-            tracing::warn!("handshake with a peer timed out");
+            bound.handshake_failed("handshake with a peer timed out");
             return;
         }
     };
     let serial = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
     // Bind-side sockets carry replies and output, which come in bursts: the writer batches them.
-    let conn = Conn::new(wr, false, Vec::new(), 0);
+    let (sealer, mut opener) = curve.unzip();
+    let conn = Conn::new(wr, false, Vec::new(), 0, sealer);
     let id = {
         let mut table = lock(&bound.peers);
         let given = zmtp::property(&props, "Identity").filter(|i| !i.is_empty() && i[0] != 0);
@@ -264,7 +286,7 @@ async fn serve_peer(
     super::spawn(write_loop(conn.clone(), closing.clone()));
     loop {
         let incoming = tokio::select! {
-            r = read_incoming(&mut rd) => r,
+            r = read_incoming(&mut rd, opener.as_mut()) => r,
             _ = closing.changed() => break,
         };
         match incoming {
@@ -343,6 +365,7 @@ async fn subscription(
 pub(super) struct Connected {
     kind: Kind,
     endpoint: String,
+    security: Security,
     link: Mutex<LinkState>,
 }
 
@@ -355,10 +378,11 @@ struct LinkState {
 }
 
 impl Connected {
-    pub(super) fn new(kind: Kind, endpoint: String) -> Connected {
+    pub(super) fn new(kind: Kind, endpoint: String, security: Security) -> Connected {
         Connected {
             kind,
             endpoint,
+            security,
             link: Mutex::new(LinkState::default()),
         }
     }
@@ -401,27 +425,44 @@ pub(super) async fn run_connected(
     };
     let (kind, endpoint) = (connected.kind, &connected.endpoint);
     let mut backoff = Duration::from_millis(10);
+    let mut refused = 0u64;
     loop {
         let connecting = async {
             let (mut rd, wr) = dial(&addr).await?;
-            tokio::time::timeout(
+            let shaken = tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
-                handshake(&mut rd, &wr, kind, identity.as_deref(), false),
+                handshake(
+                    &mut rd,
+                    &wr,
+                    kind,
+                    identity.as_deref(),
+                    false,
+                    &connected.security,
+                ),
             )
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")
             })??;
-            std::io::Result::Ok((rd, wr))
+            std::io::Result::Ok((rd, wr, shaken.curve))
         };
         let connected_now = tokio::select! {
             c = connecting => c,
             _ = closing.changed() => return,
         };
-        let (mut rd, wr) = match connected_now {
+        let (mut rd, wr, curve) = match connected_now {
             Ok(c) => c,
             Err(e) => {
-                tracing::trace!(%endpoint, "connect failed, retrying: {e}");
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    // A peer that answers but refuses us (mechanism, keys) is worth a
+                    // line, though not one per retry.
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(%endpoint, "handshake failed ({refused} so far), retrying: {e}");
+                    }
+                } else {
+                    tracing::trace!(%endpoint, "connect failed, retrying: {e}");
+                }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     _ = closing.changed() => return,
@@ -431,6 +472,7 @@ pub(super) async fn run_connected(
             }
         };
         backoff = Duration::from_millis(10);
+        let (sealer, mut opener) = curve.unzip();
         let conn = {
             let mut link = lock(&connected.link);
             let mut buf = Vec::new();
@@ -442,14 +484,14 @@ pub(super) async fn run_connected(
             }
             buf.append(&mut link.pending);
             // A DEALER sends requests, one at a time: each goes out at once.
-            let conn = Conn::new(wr, kind == Kind::Dealer, buf, queued);
+            let conn = Conn::new(wr, kind == Kind::Dealer, buf, queued, sealer);
             link.conn = Some(conn.clone());
             conn
         };
         super::spawn(write_loop(conn.clone(), closing.clone()));
         loop {
             let incoming = tokio::select! {
-                r = read_incoming(&mut rd) => r,
+                r = read_incoming(&mut rd, opener.as_mut()) => r,
                 _ = closing.changed() => return,
             };
             match incoming {

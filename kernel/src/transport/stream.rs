@@ -1,10 +1,13 @@
 //! One connection's byte stream: opening it (TCP or Unix socket), reading ZMTP
-//! frames and messages from it, and the ZMTP handshake.
+//! frames and messages from it (opening CURVE's boxes), and the ZMTP handshake
+//! with either mechanism.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
+use super::curve::{self, Established, KeyPair, Opener};
 use super::limits::{self, MAX_FRAMES, READ_STEP};
 use super::unix;
 use super::zmtp::{self, COMMAND, GREETING_LEN, LONG, MORE, ZmtpError};
@@ -148,13 +151,26 @@ pub(super) async fn read_frame(rd: &mut Reader, room: u64) -> std::io::Result<(u
 }
 
 /// One message (at most [`limits::max_message`] bytes in at most [`MAX_FRAMES`]
-/// frames) or command.
-pub(super) async fn read_incoming(rd: &mut Reader) -> std::io::Result<Incoming> {
+/// frames) or command; each frame out of its CURVE box when `opener` is given.
+pub(super) async fn read_incoming(
+    rd: &mut Reader,
+    mut opener: Option<&mut Opener>,
+) -> std::io::Result<Incoming> {
     let max = limits::max_message();
     let mut total = 0u64;
     let mut frames = Vec::new();
     loop {
-        let (flags, body) = read_frame(rd, max - total).await?;
+        let room = max - total;
+        let (flags, body) = match opener.as_deref_mut() {
+            None => read_frame(rd, room).await?,
+            Some(o) => {
+                let (_, sealed) = read_frame(rd, room + curve::MESSAGE_OVERHEAD).await?;
+                o.open(sealed).map_err(invalid)?
+            }
+        };
+        if body.len() as u64 > room {
+            return Err(invalid(ZmtpError::TooLarge(body.len() as u64)));
+        }
         if flags & COMMAND != 0 {
             if !frames.is_empty() {
                 return Err(invalid(ZmtpError::Handshake(
@@ -175,17 +191,57 @@ pub(super) async fn read_incoming(rd: &mut Reader) -> std::io::Result<Incoming> 
     }
 }
 
-/// Greeting and READY both ways; returns the peer's READY properties.
+/// Who this end of a connection is, for its security mechanism.
+#[derive(Clone)]
+pub(super) enum Security {
+    /// No security (ZMTP's NULL): the HMAC of every message is the protection.
+    Null,
+    /// CURVE's server, with its long-term key pair.
+    CurveServer(Arc<KeyPair>),
+    /// CURVE's client of the server with this public key, with our own pair.
+    CurveClient {
+        server: [u8; curve::KEY_LEN],
+        ours: Arc<KeyPair>,
+    },
+}
+
+impl Security {
+    fn mechanism(&self) -> &'static str {
+        match self {
+            Security::Null => "NULL",
+            Security::CurveServer(_) | Security::CurveClient { .. } => "CURVE",
+        }
+    }
+}
+
+/// A finished handshake: the peer's properties, and with CURVE the boxes.
+pub(super) struct Shaken {
+    pub(super) props: Vec<(String, Vec<u8>)>,
+    pub(super) curve: Option<(curve::Sealer, Opener)>,
+}
+
+/// Greeting and the mechanism's handshake both ways (NULL: READY; CURVE: HELLO,
+/// WELCOME, INITIATE, READY); checks the peer's socket type.
 pub(super) async fn handshake(
     rd: &mut Reader,
     wr: &Writer,
     kind: Kind,
     identity: Option<&[u8]>,
     as_server: bool,
-) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    security: &Security,
+) -> std::io::Result<Shaken> {
     let ours = type_name(kind);
-    let mut hello = zmtp::greeting(as_server).to_vec();
-    hello.extend_from_slice(&zmtp::ready(ours, identity));
+    let mechanism = security.mechanism();
+    let as_server = match security {
+        Security::Null => as_server,
+        Security::CurveServer(_) => true,
+        Security::CurveClient { .. } => false,
+    };
+    let mut hello = zmtp::greeting(mechanism, as_server).to_vec();
+    if let Security::Null = security {
+        // NULL's READY needs nothing from the peer: it goes with the greeting.
+        hello.extend_from_slice(&zmtp::ready(ours, identity));
+    }
     wr.write_all(&hello).await?;
     let mut g = [0u8; GREETING_LEN];
     // The signature first: a peer that is not ZeroMQ is turned away at once.
@@ -194,27 +250,95 @@ pub(super) async fn handshake(
         return Err(invalid(ZmtpError::Signature));
     }
     rd.read_exact(&mut g[10..]).await?;
-    zmtp::parse_greeting(&g).map_err(invalid)?;
-    let props = match read_incoming(rd).await? {
-        Incoming::Command(name, data) if name == "READY" => {
-            zmtp::parse_properties(&data).map_err(invalid)?
+    let peer = zmtp::parse_greeting(&g).map_err(invalid)?;
+    if peer.mechanism != mechanism {
+        return Err(invalid(ZmtpError::Mechanism {
+            ours: mechanism,
+            peer: peer.mechanism,
+        }));
+    }
+    let (props, curve) = match security {
+        Security::Null => (
+            zmtp::parse_properties(&expect(rd, "READY").await?).map_err(invalid)?,
+            None,
+        ),
+        Security::CurveServer(keys) => {
+            let mut server = curve::Server::new(keys.clone()).map_err(invalid)?;
+            let welcome = server.hello(&expect(rd, "HELLO").await?).map_err(invalid)?;
+            send_command(wr, "WELCOME", &welcome).await?;
+            let initiate = expect(rd, "INITIATE").await?;
+            let (ready, done) = server
+                .initiate(&initiate, |theirs| {
+                    let props = zmtp::parse_properties(theirs)?;
+                    check_peer_type(ours, &props)?;
+                    Ok(zmtp::properties(ours, identity))
+                })
+                .map_err(invalid)?;
+            send_command(wr, "READY", &ready).await?;
+            established(done)?
         }
-        Incoming::Command(name, _) => {
-            return Err(invalid(ZmtpError::Handshake(format!(
-                "expected READY, got {name}"
-            ))));
-        }
-        Incoming::Message(_) => {
-            return Err(invalid(ZmtpError::Handshake("message before READY".into())));
+        Security::CurveClient { server, ours: keys } => {
+            let mut client = curve::Client::new(*server, keys.clone()).map_err(invalid)?;
+            send_command(wr, "HELLO", &client.hello().map_err(invalid)?).await?;
+            client
+                .welcome(&expect(rd, "WELCOME").await?)
+                .map_err(invalid)?;
+            let initiate = client
+                .initiate(&zmtp::properties(ours, identity))
+                .map_err(invalid)?;
+            send_command(wr, "INITIATE", &initiate).await?;
+            established(client.ready(&expect(rd, "READY").await?).map_err(invalid)?)?
         }
     };
-    let peer = zmtp::property(&props, "Socket-Type")
+    check_peer_type(ours, &props).map_err(invalid)?;
+    Ok(Shaken { props, curve })
+}
+
+type CurveProps = (Vec<(String, Vec<u8>)>, Option<(curve::Sealer, Opener)>);
+
+fn established(done: Established) -> std::io::Result<CurveProps> {
+    let props = zmtp::parse_properties(&done.metadata).map_err(invalid)?;
+    Ok((props, Some((done.sealer, done.opener))))
+}
+
+fn check_peer_type(ours: &'static str, props: &[(String, Vec<u8>)]) -> Result<(), ZmtpError> {
+    let peer = zmtp::property(props, "Socket-Type")
         .map(|t| String::from_utf8_lossy(t).into_owned())
         .unwrap_or_default();
-    if !zmtp::compatible(ours, &peer) {
-        return Err(invalid(ZmtpError::Incompatible { ours, peer }));
+    if zmtp::compatible(ours, &peer) {
+        Ok(())
+    } else {
+        Err(ZmtpError::Incompatible { ours, peer })
     }
-    Ok(props)
+}
+
+async fn send_command(wr: &Writer, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(10 + name.len() + data.len());
+    zmtp::encode_command(name, data, &mut out);
+    wr.write_all(&out).await
+}
+
+/// The data of the handshake command `name`, the next thing the peer must send.
+/// An ERROR command (CURVE's refusal) becomes an error with the peer's reason.
+async fn expect(rd: &mut Reader, name: &str) -> std::io::Result<Vec<u8>> {
+    match read_incoming(rd, None).await? {
+        Incoming::Command(got, data) if got == name => Ok(data),
+        Incoming::Command(got, data) if got == "ERROR" => {
+            let reason = data
+                .get(1..)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            Err(invalid(ZmtpError::Handshake(format!(
+                "the peer refused the handshake: {reason}"
+            ))))
+        }
+        Incoming::Command(got, _) => Err(invalid(ZmtpError::Handshake(format!(
+            "expected {name}, got {got}"
+        )))),
+        Incoming::Message(_) => Err(invalid(ZmtpError::Handshake(format!(
+            "message before {name}"
+        )))),
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +355,10 @@ mod tests {
         v
     }
 
+    async fn read_incoming_plain(rd: &mut Reader) -> std::io::Result<Incoming> {
+        read_incoming(rd, None).await
+    }
+
     fn error_of(r: std::io::Result<Incoming>) -> String {
         match r {
             Ok(_) => panic!("read a message"),
@@ -240,32 +368,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_announcing_more_than_a_message_may_hold_ends_the_connection() {
-        let e = error_of(read_incoming(&mut bytes(long_header(0, 1 << 62))).await);
+        let e = error_of(read_incoming_plain(&mut bytes(long_header(0, 1 << 62))).await);
         assert_eq!(e, ZmtpError::TooLarge(1 << 62).to_string());
     }
 
     #[tokio::test]
     async fn memory_follows_the_bytes_that_arrive_not_the_header() {
         // 4 GiB - 1 announced (over the default limit of 1 GiB: refused at once) ...
-        let e = error_of(read_incoming(&mut bytes(long_header(0, (4 << 30) - 1))).await);
+        let e = error_of(read_incoming_plain(&mut bytes(long_header(0, (4 << 30) - 1))).await);
         assert!(e.contains("larger than the limit"), "{e}");
         // ... and under it, 512 MiB announced, 3 bytes sent: the read fails at the end
         // of the input without having allocated the announced size.
         let mut input = long_header(0, 512 << 20);
         input.extend_from_slice(b"abc");
-        let e = read_incoming(&mut bytes(input)).await.err().unwrap();
+        let e = read_incoming_plain(&mut bytes(input)).await.err().unwrap();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]
     async fn endless_more_frames_end_the_connection() {
         let input = [MORE, 0].repeat(MAX_FRAMES + 10);
-        let e = error_of(read_incoming(&mut bytes(input)).await);
+        let e = error_of(read_incoming_plain(&mut bytes(input)).await);
         assert_eq!(e, ZmtpError::TooManyFrames(MAX_FRAMES).to_string());
         // A message of exactly the limit is fine.
         let mut input = [MORE, 0].repeat(MAX_FRAMES - 1);
         input.extend_from_slice(&[0, 0]);
-        match read_incoming(&mut bytes(input)).await.unwrap() {
+        match read_incoming_plain(&mut bytes(input)).await.unwrap() {
             Incoming::Message(frames) => assert_eq!(frames.len(), MAX_FRAMES),
             Incoming::Command(..) => panic!("a command"),
         }
@@ -273,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_are_small() {
-        let e = error_of(read_incoming(&mut bytes(long_header(COMMAND, 100 << 10))).await);
+        let e = error_of(read_incoming_plain(&mut bytes(long_header(COMMAND, 100 << 10))).await);
         assert!(e.contains("larger than the limit"), "{e}");
     }
 
@@ -282,7 +410,7 @@ mod tests {
         let body: Vec<u8> = (0..(3 * READ_STEP + 7)).map(|i| i as u8).collect();
         let mut input = long_header(0, body.len() as u64);
         input.extend_from_slice(&body);
-        match read_incoming(&mut bytes(input)).await.unwrap() {
+        match read_incoming_plain(&mut bytes(input)).await.unwrap() {
             Incoming::Message(frames) => assert_eq!(frames, vec![body]),
             Incoming::Command(..) => panic!("a command"),
         }

@@ -1,6 +1,7 @@
 //! ZMTP 3.0 (ZeroMQ's wire protocol, RFC 23) as pure functions: the greeting, the
-//! NULL mechanism's READY command and its properties, and frame encoding and
-//! decoding. No I/O here; [`super::socket`] drives these over streams.
+//! NULL mechanism's READY command and its properties (which CURVE's INITIATE and
+//! READY carry too, see [`super::curve`]), and frame encoding and decoding. No
+//! I/O here; [`super::socket`] drives these over streams.
 //!
 //! We announce version 3.0, so libzmq peers send subscriptions as messages
 //! (`0x01` + topic); SUBSCRIBE/CANCEL commands of 3.1 peers are understood too.
@@ -25,9 +26,17 @@ pub enum ZmtpError {
     /// ZMTP before 3.0.
     #[error("peer speaks ZMTP {0}.x; 3.0 or later is required")]
     Version(u8),
-    /// A security mechanism other than NULL.
-    #[error("peer wants security mechanism {0:?}; only NULL is supported")]
-    Mechanism(String),
+    /// The peer's security mechanism is not this socket's.
+    #[error("peer wants security mechanism {peer:?}; this socket uses {ours}")]
+    Mechanism {
+        /// Ours (NULL or CURVE).
+        ours: &'static str,
+        /// Theirs.
+        peer: String,
+    },
+    /// A CURVE handshake or message that fails its checks.
+    #[error("CURVE: {0}")]
+    Curve(String),
     /// The first command was not READY, or it was malformed.
     #[error("bad handshake: {0}")]
     Handshake(String),
@@ -47,14 +56,15 @@ pub enum ZmtpError {
     TooManyFrames(usize),
 }
 
-/// Our greeting: signature, version 3.0, mechanism NULL, as-server flag.
-pub fn greeting(as_server: bool) -> [u8; GREETING_LEN] {
+/// Our greeting: signature, version 3.0, `mechanism` (NULL or CURVE), as-server flag.
+pub fn greeting(mechanism: &str, as_server: bool) -> [u8; GREETING_LEN] {
     let mut g = [0u8; GREETING_LEN];
     g[0] = 0xFF;
     g[9] = 0x7F;
     g[10] = 3;
     g[11] = 0;
-    g[12..16].copy_from_slice(b"NULL");
+    let name = &mechanism.as_bytes()[..mechanism.len().min(20)];
+    g[12..12 + name.len()].copy_from_slice(name);
     g[32] = u8::from(as_server);
     g
 }
@@ -66,6 +76,10 @@ pub struct PeerGreeting {
     pub major: u8,
     /// Minor version (0 or 1).
     pub minor: u8,
+    /// Its security mechanism (NULL, CURVE, PLAIN…).
+    pub mechanism: String,
+    /// Whether it says it is the server (CURVE's roles).
+    pub as_server: bool,
 }
 
 /// Check a peer's greeting.
@@ -78,20 +92,16 @@ pub fn parse_greeting(g: &[u8; GREETING_LEN]) -> Result<PeerGreeting, ZmtpError>
     }
     let mech = &g[12..32];
     let end = mech.iter().position(|&b| b == 0).unwrap_or(mech.len());
-    if &mech[..end] != b"NULL" {
-        return Err(ZmtpError::Mechanism(
-            String::from_utf8_lossy(&mech[..end]).into_owned(),
-        ));
-    }
     Ok(PeerGreeting {
         major: g[10],
         minor: g[11],
+        mechanism: String::from_utf8_lossy(&mech[..end]).into_owned(),
+        as_server: g[32] == 1,
     })
 }
 
-/// Append one frame (flags, size, body) to `out`.
-pub fn encode_frame(flags: u8, body: &[u8], out: &mut Vec<u8>) {
-    let len = body.len();
+/// Append a frame header (flags, then the size in one byte or eight) to `out`.
+pub fn encode_header(flags: u8, len: usize, out: &mut Vec<u8>) {
     if len > 255 {
         out.push(flags | LONG);
         out.extend_from_slice(&(len as u64).to_be_bytes());
@@ -99,7 +109,30 @@ pub fn encode_frame(flags: u8, body: &[u8], out: &mut Vec<u8>) {
         out.push(flags);
         out.push(len as u8);
     }
+}
+
+/// Append one frame (flags, size, body) to `out`.
+pub fn encode_frame(flags: u8, body: &[u8], out: &mut Vec<u8>) {
+    encode_header(flags, body.len(), out);
     out.extend_from_slice(body);
+}
+
+/// The first whole frame of encoded bytes: its flags (without [`LONG`]), body,
+/// and the bytes after it; None when they do not hold a whole frame.
+pub fn split_frame(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&flags, rest) = bytes.split_first()?;
+    let (len, rest) = if flags & LONG != 0 {
+        let (size, rest) = rest.split_first_chunk::<8>()?;
+        (usize::try_from(u64::from_be_bytes(*size)).ok()?, rest)
+    } else {
+        let (&size, rest) = rest.split_first()?;
+        (usize::from(size), rest)
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (body, rest) = rest.split_at(len);
+    Some((flags & !LONG, body, rest))
 }
 
 /// Append a whole multipart message to `out`.
@@ -130,15 +163,20 @@ pub fn encode_command(name: &str, data: &[u8], out: &mut Vec<u8>) {
     encode_frame(COMMAND, &body, out);
 }
 
-/// The READY command with our socket type and, when set, our identity.
-pub fn ready(socket_type: &str, identity: Option<&[u8]>) -> Vec<u8> {
+/// Our properties: the socket type and, when set, our identity.
+pub fn properties(socket_type: &str, identity: Option<&[u8]>) -> Vec<u8> {
     let mut props = Vec::new();
     push_property(&mut props, "Socket-Type", socket_type.as_bytes());
     if let Some(id) = identity {
         push_property(&mut props, "Identity", id);
     }
+    props
+}
+
+/// The NULL mechanism's READY command with our [`properties`].
+pub fn ready(socket_type: &str, identity: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_command("READY", &props, &mut out);
+    encode_command("READY", &properties(socket_type, identity), &mut out);
     out
 }
 
@@ -210,30 +248,50 @@ mod tests {
 
     #[test]
     fn greeting_layout() {
-        let g = greeting(true);
+        let g = greeting("NULL", true);
         assert_eq!(g[0], 0xFF);
         assert_eq!(g[9], 0x7F);
         assert_eq!((g[10], g[11]), (3, 0));
         assert_eq!(&g[12..17], b"NULL\0");
         assert_eq!(g[32], 1);
         assert!(g[33..].iter().all(|&b| b == 0));
-        assert_eq!(parse_greeting(&g), Ok(PeerGreeting { major: 3, minor: 0 }));
+        let parsed = PeerGreeting {
+            major: 3,
+            minor: 0,
+            mechanism: "NULL".into(),
+            as_server: true,
+        };
+        assert_eq!(parse_greeting(&g), Ok(parsed));
+        let g = greeting("CURVE", false);
+        assert_eq!(&g[12..18], b"CURVE\0");
+        let peer = parse_greeting(&g).unwrap();
+        assert_eq!((peer.mechanism.as_str(), peer.as_server), ("CURVE", false));
+    }
+
+    #[test]
+    fn frames_split_as_they_were_encoded() {
+        let mut out = Vec::new();
+        encode_message(&[b"ab".to_vec(), vec![7u8; 300]], &mut out);
+        encode_command("PONG", b"x", &mut out);
+        let (f, body, rest) = split_frame(&out).unwrap();
+        assert_eq!((f, body), (MORE, &b"ab"[..]));
+        let (f, body, rest) = split_frame(rest).unwrap();
+        assert_eq!((f, body.len()), (0, 300));
+        let (f, body, rest) = split_frame(rest).unwrap();
+        assert_eq!((f, body), (COMMAND, &b"\x04PONGx"[..]));
+        assert!(rest.is_empty());
+        assert_eq!(split_frame(&out[..3]), None, "a partial frame");
+        assert_eq!(split_frame(&[]), None);
     }
 
     #[test]
     fn greeting_errors() {
-        let mut g = greeting(false);
+        let mut g = greeting("NULL", false);
         g[0] = 0;
         assert_eq!(parse_greeting(&g), Err(ZmtpError::Signature));
-        let mut g = greeting(false);
+        let mut g = greeting("NULL", false);
         g[10] = 2;
         assert_eq!(parse_greeting(&g), Err(ZmtpError::Version(2)));
-        let mut g = greeting(false);
-        g[12..17].copy_from_slice(b"CURVE");
-        assert_eq!(
-            parse_greeting(&g),
-            Err(ZmtpError::Mechanism("CURVE".into()))
-        );
     }
 
     #[test]

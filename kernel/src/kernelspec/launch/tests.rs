@@ -60,3 +60,44 @@ fn reserved_ports_are_distinct_across_calls() {
     let all: HashSet<u16> = a.iter().chain(&b).copied().collect();
     assert_eq!(all.len(), 10);
 }
+
+#[test]
+fn curve_is_read_from_the_metadata_as_jupyter_client_reads_it() {
+    let spec = |metadata: &str| KernelSpec {
+        name: "k".to_owned(),
+        dir: PathBuf::from("/nonexistent"),
+        json: serde_json::from_str(&format!(
+            r#"{{"argv":["k"],"display_name":"K","metadata":{metadata}}}"#
+        ))
+        .unwrap(),
+        native_python: None,
+    };
+    let cases = [
+        (
+            "ipykernel 7.4's list",
+            r#"{"supported_encryption":["curve"]}"#,
+            true,
+        ),
+        (
+            "a plain string",
+            r#"{"supported_encryption":"curve"}"#,
+            true,
+        ),
+        (
+            "any case, spaces",
+            r#"{"supported_encryption":[" CURVE "]}"#,
+            true,
+        ),
+        (
+            "another scheme only",
+            r#"{"supported_encryption":["tls"]}"#,
+            false,
+        ),
+        ("an empty list", r#"{"supported_encryption":[]}"#, false),
+        ("not declared", r#"{"debugger":true}"#, false),
+        ("a number", r#"{"supported_encryption":1}"#, false),
+    ];
+    for (name, metadata, want) in cases {
+        assert_eq!(spec(metadata).supports_curve(), want, "{name}");
+    }
+}
