@@ -71,6 +71,9 @@ pub struct Link {
     dead: watch::Sender<Option<String>>,
     detached: tokio::sync::Notify,
     busy: Cell<bool>,
+    /// Resyncs under way: shell requests wait for them in `deferred`.
+    settling: Cell<u32>,
+    deferred: RefCell<Vec<Message>>,
 }
 
 impl Link {
@@ -94,6 +97,8 @@ impl Link {
             dead: watch::Sender::new(None),
             detached: tokio::sync::Notify::new(),
             busy: Cell::new(false),
+            settling: Cell::new(0),
+            deferred: RefCell::new(Vec::new()),
         });
         let l = link.clone();
         tokio::task::spawn_local(async move { l.pump(receiver, heartbeat_loss, unrouted).await });
@@ -135,11 +140,24 @@ impl Link {
 
     /// Send a request and route everything it causes to `listener` until the
     /// returned guard is dropped. Returns the guard and the request's msg_id.
+    /// While a [`resync`](Link::resync) settles, a shell request waits for it:
+    /// its output would be lost if it ran before IOPub has subscribed again.
     pub fn request(
+        self: &Rc<Self>,
+        channel: Channel,
+        msg: Message,
+        listener: Listener,
+    ) -> Result<RouteGuard, String> {
+        let defer = channel == Channel::Shell && self.settling.get() > 0;
+        self.route_and_send(channel, msg, listener, defer)
+    }
+
+    fn route_and_send(
         self: &Rc<Self>,
         channel: Channel,
         mut msg: Message,
         listener: Listener,
+        defer: bool,
     ) -> Result<RouteGuard, String> {
         if let Some(reason) = self.death() {
             return Err(reason);
@@ -150,7 +168,12 @@ impl Link {
         }
         let id = msg.header.msg_id.clone();
         self.routes.borrow_mut().insert(id.clone(), listener);
-        self.sender.send_message(channel, &msg);
+        if defer {
+            tracing::debug!(kernel = %self.info.implementation, msg_id = %id, "shell request held until the connection settles");
+            self.deferred.borrow_mut().push(msg);
+        } else {
+            self.sender.send_message(channel, &msg);
+        }
         Ok(RouteGuard {
             link: self.clone(),
             id,
@@ -199,14 +222,23 @@ impl Link {
     /// subscribes again. So probes are sent again, at growing intervals while none
     /// is answered (a long cell holds them all back, and they queue harmlessly
     /// behind it), and every probe's route is kept: the first to have both its
-    /// reply and its `idle` settles the resync.
+    /// reply and its `idle` settles the resync. Its `idle` also proves IOPub has
+    /// subscribed again, so shell requests made meanwhile wait until then.
     pub fn resync(self: &Rc<Self>, reason: String) {
-        let waiting: Vec<String> = self.routes.borrow().keys().cloned().collect();
-        if waiting.is_empty() {
-            return;
-        }
+        // In flight: sent before the drop. Requests held meanwhile were never sent.
+        let waiting: Vec<String> = {
+            let held = self.deferred.borrow();
+            self.routes
+                .borrow()
+                .keys()
+                .filter(|id| !held.iter().any(|m| &m.header.msg_id == *id))
+                .cloned()
+                .collect()
+        };
         let link = Rc::downgrade(self);
+        let settled = self.hold_shell();
         tokio::task::spawn_local(async move {
+            let _settled = settled;
             let (tx, mut events) = mpsc::unbounded_channel::<(usize, LinkEvent)>();
             let mut probes = Vec::new();
             let mut seen: Vec<ProbeSeen> = Vec::new();
@@ -220,7 +252,7 @@ impl Link {
                     let _ = tx.send((index, ev));
                 });
                 let probe = l.message("kernel_info_request", &json!({}));
-                let Ok(route) = l.request(Channel::Shell, probe, listener) else {
+                let Ok(route) = l.route_and_send(Channel::Shell, probe, listener, false) else {
                     return;
                 };
                 drop(l);
@@ -254,6 +286,11 @@ impl Link {
                         break 'probing;
                     }
                 }
+                tracing::debug!(
+                    probes = probes.len(),
+                    replied = seen.iter().any(|s| s.reply),
+                    "resync probe unanswered"
+                );
                 if seen.iter().any(|s| s.reply) {
                     idle_misses += 1;
                     if idle_misses >= RESYNC_IDLE_MISSES {
@@ -277,6 +314,14 @@ impl Link {
                 listener(LinkEvent::Lost(reason.clone()));
             }
         });
+    }
+
+    /// Hold shell requests back until the returned guard is dropped: while the
+    /// connection is down, so that none runs before IOPub has subscribed again
+    /// (its output would be lost); a [`resync`](Link::resync) takes over.
+    pub fn hold_shell(self: &Rc<Self>) -> ShellHold {
+        self.settling.set(self.settling.get() + 1);
+        ShellHold(Rc::downgrade(self))
     }
 
     /// Build a message of our session (to pass to [`Link::request`]).
@@ -396,6 +441,32 @@ impl Drop for Link {
     fn drop(&mut self) {
         // The process (if ours) is killed by RunningKernel's own Drop.
         self.routes.borrow_mut().clear();
+    }
+}
+
+/// Holds shell requests back while it lives ([`Link::hold_shell`]); the last
+/// hold to go sends what waited, in order (or forgets it, when the kernel died
+/// meanwhile).
+pub struct ShellHold(std::rc::Weak<Link>);
+
+impl Drop for ShellHold {
+    fn drop(&mut self) {
+        let Some(link) = self.0.upgrade() else { return };
+        link.settling.set(link.settling.get().saturating_sub(1));
+        if link.settling.get() > 0 {
+            return;
+        }
+        let waiting = std::mem::take(&mut *link.deferred.borrow_mut());
+        tracing::debug!(
+            held = waiting.len(),
+            dead = link.death().is_some(),
+            "shell requests released"
+        );
+        if link.death().is_none() {
+            for msg in &waiting {
+                link.sender.send_message(Channel::Shell, msg);
+            }
+        }
     }
 }
 

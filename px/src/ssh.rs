@@ -19,7 +19,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use pxkernel_contract::LocalFuture;
-use pxkernel_contract::link::{HeartbeatLoss, Link};
+use pxkernel_contract::link::{HeartbeatLoss, Link, ShellHold};
 use pxkernel_kernel::client::{self, HeartbeatPolicy};
 use pxkernel_kernel::kernelspec::InterruptMode;
 use pxkernel_kernel::kernelspec::launch::session_dir;
@@ -528,11 +528,21 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
     let mut states = master.watch();
     // When the master last came up: a later time means it reconnected.
     let mut up_since = master.status().since;
+    // While the master is down: requests to the engines wait (see Link::hold_shell).
+    let mut holds: Vec<ShellHold> = Vec::new();
     loop {
         if host.engines_in(&dir).is_empty() {
             return;
         }
         if master.status().state != State::Up {
+            if holds.is_empty() {
+                tracing::debug!(host = %name, "master down: requests to its engines held");
+                holds = host
+                    .engines_in(&dir)
+                    .iter()
+                    .map(|(_, l)| l.hold_shell())
+                    .collect();
+            }
             let since = *away_since.get_or_insert_with(Instant::now);
             if since.elapsed() > grace || master.status().state == State::Down {
                 for (_, link) in host.engines_in(&dir) {
@@ -557,6 +567,8 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                 ));
             }
         }
+        // The resyncs hold requests from here on, until IOPub is back.
+        holds.clear();
         let mut child = match master
             .session(&remote::keeper_command(&dir))
             .stderr(Stdio::null())
@@ -606,6 +618,12 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                         }
                     }
                 }
+                changed = states.changed() => {
+                    let now = master.status();
+                    if changed.is_err() || now.state != State::Up || now.since != up_since {
+                        break;
+                    }
+                }
                 line = lines.next_line() => match line {
                     Ok(Some(line)) if line == "pxk-ok" => answered = Some(Instant::now()),
                     Ok(Some(line)) if line == "pxk-gone" => {
@@ -628,8 +646,9 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
         if answered.is_none() {
-            // A keeper that never answered is not run again at once.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // A keeper that never answered is not run again at once; but the
+            // master dropping meanwhile is seen at once (requests must be held).
+            let _ = tokio::time::timeout(Duration::from_secs(1), states.changed()).await;
         }
     }
 }
