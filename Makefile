@@ -76,6 +76,22 @@ bench: install
 	$(PY) bench/px_bench.py
 	$(PY) bench/sql_bench.py --pxkernel $(BIN)
 
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer; nightly Rust and cargo-fuzz
+# are installed if missing): every target for FUZZ_SECONDS from its seeds, see
+# fuzz/README.md. fuzz-ci replays the crashes kept in fuzz/regressions/, then
+# fuzzes every target for FUZZ_CI_SECONDS.
+FUZZ_SECONDS    ?= 60
+FUZZ_CI_SECONDS ?= 20
+
+.PHONY: fuzz fuzz-ci
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh fuzz
+
+fuzz-ci:
+	fuzz/run.sh regressions
+	FUZZ_SECONDS=$(FUZZ_CI_SECONDS) fuzz/run.sh fuzz
+
 clean:
 	cargo clean
 	rm -rf build

@@ -118,7 +118,11 @@ fn slice_indices(len: i64, start: Option<i64>, stop: Option<i64>, step: Option<i
     let mut i = start;
     while (step > 0 && i < stop) || (step < 0 && i > stop) {
         out.push(i as usize);
-        i += step;
+        // A step past the end of i64 (`1::9223372036854775807`) simply ends the slice.
+        match i.checked_add(step) {
+            Some(next) => i = next,
+            None => break,
+        }
     }
     out
 }
@@ -269,6 +273,9 @@ mod tests {
             ("tail", "-2:", &[4, 5]),
             ("reverse", "::-1", &[5, 4, 3, 1, 0]),
             ("stop past the end", "3:99", &[4, 5]),
+            // Found by the magic_args fuzz target: the step overflowed i64.
+            ("the largest step", "1::9223372036854775807", &[1]),
+            ("the most negative step", "-1::-9223372036854775808", &[5]),
         ];
         for (label, text, want) in cases {
             assert_eq!(
