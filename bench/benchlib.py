@@ -335,6 +335,9 @@ class KernelProcess:
         """More fields for the connection file (a subclass's CurveZMQ keys)."""
         return {}
 
+    def secure_socket(self, s):
+        """Set a client socket's security before it connects (a subclass's CURVE)."""
+
     def spawn(self):
         """Write a connection file, connect shell, start the process. Returns t0."""
         rt = Path(self.env["JUPYTER_RUNTIME_DIR"])
@@ -368,6 +371,7 @@ class KernelProcess:
         # Retry a refused connect every 2 ms, not the 100 ms default, so that
         # start-up figures measure the kernel, not the client's retry timer.
         s.setsockopt(zmq.RECONNECT_IVL, 2)
+        self.secure_socket(s)
         if identity:
             s.identity = self.session.bsession
         if kind == zmq.SUB:

@@ -49,8 +49,7 @@ import psutil
 import zmq
 
 from benchlib import (CpuMeter, KernelProcess, Noise, cleanup, install_cleanup, line, log,
-                      mem_of, pct, stats, track, track_tree, bench_env, install_pxkernel, kernelspec_of,
-                      zmq_context)
+                      mem_of, pct, stats, track, track_tree, bench_env, install_pxkernel, kernelspec_of)
 
 REPO = Path(__file__).resolve().parent.parent
 GOALS = {
@@ -101,19 +100,9 @@ class CurveKernel(Kernel):
         self.client_keys = zmq.curve_keypair()
         return {"curve_publickey": self.server_public, "curve_secretkey": server_secret}
 
-    def _socket(self, kind, port, identity=False):
-        # KernelProcess._socket with the CURVE options, which must precede connect.
-        s = zmq_context().socket(kind)
-        s.linger = 0
-        s.setsockopt(zmq.RECONNECT_IVL, 2)
+    def secure_socket(self, s):
         s.curve_publickey, s.curve_secretkey = self.client_keys
         s.curve_serverkey = self.server_public
-        if identity:
-            s.identity = self.session.bsession
-        if kind == zmq.SUB:
-            s.setsockopt(zmq.SUBSCRIBE, b"")
-        s.connect(f"tcp://127.0.0.1:{port}")
-        return s
 
 
 # ---------------------------------------------------------------------------

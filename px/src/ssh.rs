@@ -597,12 +597,6 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                     if engines.is_empty() {
                         break;
                     }
-                    // The master dropped (and maybe came back) under this keeper:
-                    // the outer loop settles what the drop lost, then runs a new one.
-                    let now = master.status();
-                    if now.state != State::Up || now.since != up_since {
-                        break;
-                    }
                     if stdin.write_all(b"\n").await.is_err() {
                         break;
                     }
@@ -618,6 +612,8 @@ async fn keep(host: Rc<SshHost>, master: Rc<Master>, dir: String) {
                         }
                     }
                 }
+                // The master dropped (and maybe came back) under this keeper:
+                // the outer loop settles what the drop lost, then runs a new one.
                 changed = states.changed() => {
                     let now = master.status();
                     if changed.is_err() || now.state != State::Up || now.since != up_since {

@@ -8,20 +8,20 @@ use std::time::Duration;
 use super::curve::KeyPair;
 use super::*;
 
+use super::tests::{free_port, recv};
+
 fn free_endpoint() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("tcp://127.0.0.1:{port}")
+    format!("tcp://127.0.0.1:{}", free_port())
 }
 
-async fn recv(inbox: &mut Inbox) -> Frames {
-    tokio::time::timeout(Duration::from_secs(10), inbox.recv())
-        .await
-        .expect("no message within 10 s")
-        .expect("socket closed")
+/// A DEALER connected to `ep`: CURVE's client of `server`, or NULL without it.
+fn dealer(ep: &str, server: Option<[u8; curve::KEY_LEN]>, identity: &[u8]) -> (Outbox, Inbox) {
+    let options = Options {
+        identity: Some(identity.to_vec()),
+        curve: server.map(Curve::Client),
+        ..Options::default()
+    };
+    open(Kind::Dealer, Side::Connect, ep, &options).unwrap()
 }
 
 fn server_options(keys: &Arc<KeyPair>) -> Options {
@@ -31,26 +31,12 @@ fn server_options(keys: &Arc<KeyPair>) -> Options {
     }
 }
 
-fn client_options(server: [u8; curve::KEY_LEN], identity: &[u8]) -> Options {
-    Options {
-        identity: Some(identity.to_vec()),
-        curve: Some(Curve::Client(server)),
-        ..Options::default()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn requests_and_replies_travel_sealed() {
     let keys = Arc::new(KeyPair::generate().unwrap());
     let ep = free_endpoint();
     // Queued before the ROUTER listens: sealed once the connection is up.
-    let (dout, mut din) = open(
-        Kind::Dealer,
-        Side::Connect,
-        &ep,
-        &client_options(keys.public(), b"me"),
-    )
-    .unwrap();
+    let (dout, mut din) = dealer(&ep, Some(keys.public()), b"me");
     assert!(dout.send(vec![b"early".to_vec(), vec![7u8; 70_000]]));
     let (rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &server_options(&keys)).unwrap();
     assert_eq!(
@@ -94,19 +80,9 @@ async fn a_wrong_server_key_or_no_curve_is_turned_away_and_the_socket_serves_on(
     let ep = free_endpoint();
     let (_rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &server_options(&keys)).unwrap();
     let wrong = KeyPair::generate().unwrap().public();
-    let (bad, _bad_in) = open(
-        Kind::Dealer,
-        Side::Connect,
-        &ep,
-        &client_options(wrong, b"bad"),
-    )
-    .unwrap();
+    let (bad, _bad_in) = dealer(&ep, Some(wrong), b"bad");
     bad.send(vec![b"from a wrong key".to_vec()]);
-    let plain = Options {
-        identity: Some(b"plain".to_vec()),
-        ..Options::default()
-    };
-    let (null, _null_in) = open(Kind::Dealer, Side::Connect, &ep, &plain).unwrap();
+    let (null, _null_in) = dealer(&ep, None, b"plain");
     null.send(vec![b"in the clear".to_vec()]);
     // Neither arrives while they retry.
     assert!(
@@ -115,13 +91,7 @@ async fn a_wrong_server_key_or_no_curve_is_turned_away_and_the_socket_serves_on(
             .is_err(),
         "a message passed without the server's key"
     );
-    let (good, _good_in) = open(
-        Kind::Dealer,
-        Side::Connect,
-        &ep,
-        &client_options(keys.public(), b"good"),
-    )
-    .unwrap();
+    let (good, _good_in) = dealer(&ep, Some(keys.public()), b"good");
     good.send(vec![b"hello".to_vec()]);
     assert_eq!(
         recv(&mut rin).await,
@@ -134,13 +104,7 @@ async fn a_curve_client_does_not_talk_to_a_server_without_curve() {
     let keys = Arc::new(KeyPair::generate().unwrap());
     let ep = free_endpoint();
     let (_rout, mut rin) = open(Kind::Router, Side::Bind, &ep, &Options::default()).unwrap();
-    let (dout, _din) = open(
-        Kind::Dealer,
-        Side::Connect,
-        &ep,
-        &client_options(keys.public(), b"c"),
-    )
-    .unwrap();
+    let (dout, _din) = dealer(&ep, Some(keys.public()), b"c");
     dout.send(vec![b"secret".to_vec()]);
     assert!(
         tokio::time::timeout(Duration::from_millis(1500), rin.recv())

@@ -191,6 +191,9 @@ mod tests {
         .concat();
         assert_eq!(read_sealed_frames(&input), 2);
         assert_eq!(read_sealed_frames(b""), 1, "one empty frame");
+        // A command in a box is held to the 64 KiB of one in the clear.
+        let big_command = [&[zmtp::COMMAND, 4][..], b"PING", &vec![0u8; 70_000]].concat();
+        assert_eq!(read_sealed_frames(&big_command), 0);
     }
 
     #[test]

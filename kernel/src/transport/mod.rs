@@ -398,7 +398,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn free_port() -> u16 {
+    pub(super) fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -406,7 +406,7 @@ mod tests {
             .port()
     }
 
-    async fn recv(inbox: &mut Inbox) -> Frames {
+    pub(super) async fn recv(inbox: &mut Inbox) -> Frames {
         tokio::time::timeout(Duration::from_secs(10), inbox.recv())
             .await
             .expect("no message within 10 s")

@@ -164,13 +164,16 @@ pub(super) async fn read_incoming(
         let (flags, body) = match opener.as_deref_mut() {
             None => read_frame(rd, room).await?,
             Some(o) => {
+                // What the box holds is its frame less the overhead: at most `room`.
                 let (_, sealed) = read_frame(rd, room + curve::MESSAGE_OVERHEAD).await?;
-                o.open(sealed).map_err(invalid)?
+                let (flags, body) = o.open(sealed).map_err(invalid)?;
+                // A command in a box is as small as one in the clear.
+                if flags & COMMAND != 0 && body.len() as u64 > MAX_COMMAND {
+                    return Err(invalid(ZmtpError::TooLarge(body.len() as u64)));
+                }
+                (flags, body)
             }
         };
-        if body.len() as u64 > room {
-            return Err(invalid(ZmtpError::TooLarge(body.len() as u64)));
-        }
         if flags & COMMAND != 0 {
             if !frames.is_empty() {
                 return Err(invalid(ZmtpError::Handshake(
