@@ -40,7 +40,9 @@ demo: install
 
 lint:
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy -p pxkernel-sql --no-default-features --all-targets --locked -- -D warnings
 
 test-rust:
 	cargo test --workspace --profile ci --locked
@@ -67,7 +69,7 @@ test-notebooks: install
 test-lab: setup build
 	PXKERNEL_REQUIRE_ALL=1 $(PY) -m pytest -q -rs tests/lab
 
-test: setup lint test-rust test-python test-notebooks test-lab
+test: setup lint test-rust test-python test-notebooks test-lab fuzz-ci
 	@echo "==> all tests passed"
 
 bench: install
@@ -78,8 +80,8 @@ bench: install
 
 # Coverage-guided fuzzing (cargo fuzz, libFuzzer; nightly Rust and cargo-fuzz
 # are installed if missing): every target for FUZZ_SECONDS from its seeds, see
-# fuzz/README.md. fuzz-ci replays the crashes kept in fuzz/regressions/, then
-# fuzzes every target for FUZZ_CI_SECONDS.
+# fuzz/README.md. fuzz-ci, part of `make test`, replays the crashes kept in
+# fuzz/regressions/, then fuzzes every target for FUZZ_CI_SECONDS.
 FUZZ_SECONDS    ?= 60
 FUZZ_CI_SECONDS ?= 20
 

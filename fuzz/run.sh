@@ -14,6 +14,7 @@ TARGETS=(zmtp_null zmtp_curve curve_sealed wire_decode magic_args sql_lex sql_ur
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 PYTHON=${PYTHON:-.venv/bin/python}
 CARGO_FUZZ=(cargo +nightly fuzz)
+CARGO_FUZZ_VERSION=0.13.2
 # Optimized, with debug assertions and overflow checks, under AddressSanitizer
 # (its default): `run` must be given the same flags as `build`, or it rebuilds.
 BUILD_FLAGS=(-O -a)
@@ -27,7 +28,7 @@ tools() {
         rustup toolchain install nightly --profile minimal
     fi
     if ! command -v cargo-fuzz >/dev/null 2>&1; then
-        cargo install cargo-fuzz --locked
+        cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
     fi
 }
 
@@ -47,11 +48,13 @@ fuzz() {
         echo "==> fuzzing $t for ${FUZZ_SECONDS} s"
         mkdir -p "fuzz/target/corpus/$t"
         log="fuzz/target/logs/$t.log"
+        touch "fuzz/target/logs/$t.start"
         if ! "${CARGO_FUZZ[@]}" run "${BUILD_FLAGS[@]}" "$t" "fuzz/target/corpus/$t" "fuzz/corpus/$t" -- \
             "${LIBFUZZER_FLAGS[@]}" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 >"$log" 2>&1; then
             failed+=("$t")
             grep -E -A30 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer' "$log" | head -60 || true
             tail -5 "$log"
+            show_artifacts "$t"
         fi
     done
     echo "==> coverage and speed (last status line of each run)"
@@ -65,6 +68,19 @@ fuzz() {
         echo "    then keep it in fuzz/regressions/TARGET/ (see fuzz/README.md)" >&2
         return 1
     fi
+}
+
+# The inputs a failed run left, in base64: a CI log is all there is to
+# reproduce one from (`base64 -d > crash` then `cargo +nightly fuzz run`).
+show_artifacts() {
+    local f
+    [ -d "fuzz/artifacts/$1" ] || return 0
+    find "fuzz/artifacts/$1" -maxdepth 1 -type f -newer "fuzz/target/logs/$1.start" -print |
+        while read -r f; do
+            echo "==> $f ($(wc -c <"$f") bytes), base64:"
+            head -c 65536 "$f" | base64 -w 0
+            echo
+        done
 }
 
 # Every kept crash, once through its target: each must pass now.

@@ -22,7 +22,7 @@ fn args(text: &str) {
     if let Ok(words) = split_args("m", text) {
         let _ = parse_options("px", options::SPECS, &words).map_err(|e| e.to_string());
         let _ =
-            parse_options("sql", pxkernel_sql::commands::SPECS, &words).map_err(|e| e.to_string());
+            parse_options("sql", pxkernel_sql::magics::SPECS, &words).map_err(|e| e.to_string());
         // `%engines start …`: the subcommand, then its options.
         let rest = words.get(1..).unwrap_or_default();
         let _ = parse_options("engines start", ENGINES_START, rest).map_err(|e| e.to_string());
@@ -38,7 +38,7 @@ fn args(text: &str) {
         },
         Err(e) => drop(e.to_string()),
     }
-    let _ = parse_leading("sql", pxkernel_sql::commands::SPECS, text).map_err(|e| e.to_string());
+    let _ = parse_leading("sql", pxkernel_sql::magics::SPECS, text).map_err(|e| e.to_string());
 
     // A targets expression on its own (`%engines stop TARGETS`).
     if let Ok(t) = targets::parse(text) {

@@ -3,7 +3,7 @@
 
 use pxkernel_contract::parse::parse_leading;
 
-use crate::commands::SPECS as SQL_SPECS;
+use crate::magics::SPECS as SQL_SPECS;
 
 /// jupysql's `NAME << %sql QUERY`, split from what follows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,59 +21,14 @@ use serde_json::json;
 use self::connections::{Conn, Entry};
 use super::driver::{DbError, ErrorKind, Param, Want, footer};
 use super::lex::{bind_names, split_statements};
+use super::magics::SPECS;
 use super::sqlite::Sqlite;
 use super::value::{Outcome, Rows, table};
 use pxkernel_contract::MagicError;
 use pxkernel_contract::home::Home;
-use pxkernel_contract::parse::{OptSpec, ParseError, Takes, parse_leading};
+use pxkernel_contract::parse::{ParseError, parse_leading};
 use pxkernel_ssh::Ssh;
 use pxkernel_ssh::master::Settings;
-
-/// The options of `%sql` / `%%sql`.
-pub const SPECS: &[OptSpec] = &[
-    OptSpec::new(
-        "alias",
-        Some('A'),
-        Takes::Value("NAME"),
-        "name a new connection, or pick the one to query",
-    ),
-    OptSpec::new(
-        "connections",
-        Some('l'),
-        Takes::Nothing,
-        "list the connections (passwords masked)",
-    ),
-    OptSpec::new(
-        "close",
-        Some('x'),
-        Takes::Value("NAME"),
-        "close a connection",
-    ),
-    OptSpec::new(
-        "config",
-        None,
-        Takes::Value("KEY=VALUE"),
-        "set an option: limit=N (rows shown, default 10)",
-    ),
-    OptSpec::new(
-        "limit",
-        None,
-        Takes::Value("N"),
-        "rows to show for this query",
-    ),
-    OptSpec::new(
-        "output",
-        Some('o'),
-        Takes::Value("NAME"),
-        "store the full result in the home kernel as NAME",
-    ),
-    OptSpec::new(
-        "ssh",
-        None,
-        Takes::Value("DEST"),
-        "with a URL: reach the database through an SSH tunnel via DEST ([user@]host[:port])",
-    ),
-];
 
 /// How to stop the statement that runs now.
 enum Canceller {
