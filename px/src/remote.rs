@@ -42,6 +42,9 @@ pub struct RemoteSpec {
     /// Its extra environment.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Whether it declares CurveZMQ (`metadata.supported_encryption`).
+    #[serde(default)]
+    pub curve: bool,
 }
 
 pub use pxkernel_ssh::askpass::shell_quote as quote;
@@ -76,7 +79,9 @@ if name:
         m = KernelSpecManager()
         try:
             s = m.get_kernel_spec(name)
-            out["spec"] = {"argv": s.argv, "env": s.env}
+            enc = (s.metadata or {}).get("supported_encryption")
+            out["spec"] = {"argv": s.argv, "env": s.env,
+                           "curve": isinstance(enc, list) and "curve" in enc}
         except Exception:
             out["specs"] = sorted(m.find_kernel_specs())
     except Exception:
@@ -166,7 +171,7 @@ pub fn launch_script(
         let id = e.id;
         if e.tcp {
             // The ports are picked here, then go into the file ($1 … $5 expand: the
-            // heredoc is unquoted; the JSON holds no other $, ` or \\).
+            // heredoc is unquoted; every other $, ` and \\ in the JSON is escaped).
             let _ = writeln!(
                 s,
                 "set -- $(\"$PY\" -c \"$FREE_PORTS\")\n\
@@ -417,8 +422,11 @@ mod tests {
         assert_eq!(p.python, "/usr/bin/python3");
         assert_eq!(p.ipykernel, None);
         let out = "pxk-probe {\"python\": \"p\", \"version\": \"3\", \"ipykernel\": \"7.4.0\", \"spec\": {\"argv\": [\"p\", \"-f\", \"{connection_file}\"], \"env\": {}}}";
-        let p = read_probe(out).unwrap();
-        assert_eq!(p.spec.unwrap().argv[2], "{connection_file}");
+        let spec = read_probe(out).unwrap().spec.unwrap();
+        assert_eq!(spec.argv[2], "{connection_file}");
+        assert!(!spec.curve, "no word of CurveZMQ is no CurveZMQ");
+        let out = "pxk-probe {\"python\": \"p\", \"version\": \"3\", \"ipykernel\": null, \"spec\": {\"argv\": [\"k\"], \"env\": {}, \"curve\": true}}";
+        assert!(read_probe(out).unwrap().spec.unwrap().curve);
         assert_eq!(read_probe("pxk-nopython"), None);
     }
 

@@ -12,7 +12,7 @@
 //! heartbeat only counts while the master is up, so a slow or broken network
 //! does not pass for dead engines.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::rc::{Rc, Weak};
@@ -24,6 +24,7 @@ use pxkernel_kernel::client::{self, HeartbeatPolicy};
 use pxkernel_kernel::kernelspec::InterruptMode;
 use pxkernel_kernel::kernelspec::launch::session_dir;
 use pxkernel_kernel::protocol::{ConnectionInfo, random_key};
+use pxkernel_kernel::transport::curve::KeyPair;
 use pxkernel_ssh::forward::{Forward, Listen, Target};
 use pxkernel_ssh::master::{Master, State};
 use pxkernel_ssh::{Endpoint, Ssh};
@@ -78,6 +79,8 @@ pub struct SshHost {
     argv: RefCell<Vec<String>>,
     env: RefCell<Vec<(String, String)>>,
     kernel_name: RefCell<String>,
+    /// Whether the kernel's spec declares CurveZMQ, learned from the probe.
+    curve: Cell<bool>,
     engines: RefCell<Vec<RemoteEngine>>,
 }
 
@@ -107,7 +110,8 @@ fn engine_info(id: u32, key: String, kernel_name: &str) -> ConnectionInfo {
         signature_scheme: "hmac-sha256".to_owned(),
         key,
         kernel_name: Some(kernel_name.to_owned()),
-        // Reached only through the SSH master's forwards: the channel is encrypted.
+        // Reached only through the SSH master's forwards, which encrypt; a kernel on
+        // the host's loopback TCP that declares CurveZMQ gets keys in `launch_ids`.
         curve_publickey: None,
         curve_secretkey: None,
     }
@@ -119,15 +123,16 @@ fn tcp_connection_text(info: &ConnectionInfo) -> Result<String, String> {
     let mut tcp = info.clone();
     tcp.transport = "tcp".to_owned();
     tcp.ip = "127.0.0.1".to_owned();
-    let text = serde_json::to_string(&tcp).map_err(|e| e.to_string())?;
-    // It goes into an unquoted heredoc: nothing in it but the ports may expand.
-    if text.contains(['$', '`', '\\']) {
-        return Err(format!(
-            "the kernel name {:?} cannot go into a connection file here",
-            info.kernel_name.as_deref().unwrap_or("")
-        ));
+    let json = serde_json::to_string(&tcp).map_err(|e| e.to_string())?;
+    // It goes into an unquoted heredoc, where only the ports may expand: a `\`
+    // there quotes `$`, `` ` `` and `\` (Z85 keys hold `$`; names may hold any).
+    let mut text = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if matches!(c, '$' | '`' | '\\') {
+            text.push('\\');
+        }
+        text.push(c);
     }
-    let mut text = text;
     let ports = [
         ("shell_port", tcp.shell_port),
         ("iopub_port", tcp.iopub_port),
@@ -154,6 +159,7 @@ impl SshHost {
             argv: RefCell::new(Vec::new()),
             env: RefCell::new(Vec::new()),
             kernel_name: RefCell::new(String::new()),
+            curve: Cell::new(false),
             engines: RefCell::new(Vec::new()),
         })
     }
@@ -262,6 +268,7 @@ impl SshHost {
                 *self.env.borrow_mut() =
                     spec.env.into_iter().chain(self.plan.env.clone()).collect();
                 *self.kernel_name.borrow_mut() = name.clone();
+                self.curve.set(spec.curve);
             }
             (Some(name), None) => {
                 let found = match specs {
@@ -290,6 +297,7 @@ impl SshHost {
                     .collect();
                 *self.env.borrow_mut() = self.plan.env.clone();
                 *self.kernel_name.borrow_mut() = "python3".to_owned();
+                self.curve.set(false);
             }
         }
         Ok(())
@@ -317,7 +325,19 @@ impl SshHost {
                 Ok(k) => k,
                 Err(e) => return fail_all(format!("no random key: {e}")),
             };
-            infos.push(engine_info(*id, key, &self.kernel_name.borrow()));
+            let mut info = engine_info(*id, key, &self.kernel_name.borrow());
+            // On the host's loopback TCP, any user there could connect: a kernel
+            // that declares CurveZMQ gets keys (the forwarded end is our client).
+            if tcp && self.curve.get() {
+                match KeyPair::generate() {
+                    Ok(keys) => {
+                        info.curve_publickey = Some(keys.public_z85());
+                        info.curve_secretkey = Some(keys.secret_z85());
+                    }
+                    Err(e) => return fail_all(format!("no CurveZMQ keys: {e}")),
+                }
+            }
+            infos.push(info);
         }
         let mut texts = Vec::new();
         for info in &infos {
@@ -721,10 +741,44 @@ mod tests {
             text.contains("\"transport\":\"tcp\"") && text.contains("\"ip\":\"127.0.0.1\""),
             "{text}"
         );
+        // What the heredoc would expand or eat is escaped: a Z85 key holds `$`.
         let odd = ConnectionInfo {
-            kernel_name: Some("a$b".to_owned()),
+            kernel_name: Some("a$b`c\\d".to_owned()),
+            curve_secretkey: Some("x$1y".to_owned()),
             ..info
         };
-        assert!(tcp_connection_text(&odd).is_err());
+        let text = tcp_connection_text(&odd).unwrap();
+        assert!(text.contains(r#""kernel_name":"a\$b\`c\\\\d""#), "{text}");
+        assert!(text.contains(r#""curve_secretkey":"x\$1y""#), "{text}");
+    }
+
+    #[test]
+    fn the_host_shell_reads_back_the_connection_file_it_was_given() {
+        let info = ConnectionInfo {
+            kernel_name: Some("odd $HOME `id` \\ \"name\"".to_owned()),
+            curve_publickey: Some("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7".to_owned()),
+            curve_secretkey: Some("JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6".to_owned()),
+            ..engine_info(3, "0123abcd".to_owned(), "ir")
+        };
+        let text = tcp_connection_text(&info).unwrap();
+        // As the launch script writes it: ports set, then an unquoted heredoc.
+        let script = format!("set -- 41 42 43 44 45\ncat <<PXK_JSON\n{text}\nPXK_JSON\n");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .expect("sh runs");
+        assert!(out.status.success(), "{out:?}");
+        let back: ConnectionInfo = serde_json::from_slice(&out.stdout).expect("JSON");
+        let want = ConnectionInfo {
+            transport: "tcp".to_owned(),
+            ip: "127.0.0.1".to_owned(),
+            shell_port: 41,
+            iopub_port: 42,
+            stdin_port: 43,
+            control_port: 44,
+            hb_port: 45,
+            ..info
+        };
+        assert_eq!(back, want);
     }
 }

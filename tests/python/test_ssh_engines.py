@@ -3,7 +3,8 @@
 python3 has no ipykernel (the error, then --python and --setup), no port opened
 on the host and no key on any command line, stop and restart, an engine killed
 on its host, interrupts, 1,000 lines from four engines, a kernel that only takes
-loopback TCP (`--kernel`) and a kernelspec the host lacks; then, each with a
+loopback TCP (`--kernel`), one that also declares CurveZMQ (it gets keys) and a
+kernelspec the host lacks; then, each with a
 pxkernel of its own, what is left on the host after shutdown and SIGKILL of
 pxkernel, and network drops: idle, while a cell runs (its reply lost, or the cell
 outlasting the drop), and longer than the grace period. Skipped
@@ -421,16 +422,53 @@ launch_new_instance(["-f", path, "--HistoryManager.hist_file=:memory:"])
 """
 
 
+def tcp_kernelspec(hosts, name: str, **extra):
+    """Install the kernelspec `name` running TCP_ONLY in pxa's user's Jupyter data
+    directory; returns the command that removes it."""
+    spec = {"argv": [VENV_PYTHON, f"{hosts['pxa'].home}/{name}.py", "-f", "{connection_file}"],
+            "display_name": name, "language": "python", **extra}
+    setup = (f"mkdir -p ~/.local/share/jupyter/kernels/{name} && cat > ~/{name}.py && "
+             f"printf '%s' {shlex.quote(json.dumps(spec))} > ~/.local/share/jupyter/kernels/{name}/kernel.json")
+    hosts.run("pxa", setup, input=TCP_ONLY, check=True)
+    return f"rm -rf ~/{name}.py ~/.local/share/jupyter/kernels/{name}"
+
+
 @pytest.fixture
 def tcp_only(hosts):
-    """The kernelspec `tcp-only` in pxa's user's Jupyter data directory, for one test."""
-    spec = {"argv": [VENV_PYTHON, f"{hosts['pxa'].home}/tcp_only.py", "-f", "{connection_file}"],
-            "display_name": "TCP only", "language": "python"}
-    setup = ("mkdir -p ~/.local/share/jupyter/kernels/tcp-only && cat > ~/tcp_only.py && "
-             f"printf '%s' {shlex.quote(json.dumps(spec))} > ~/.local/share/jupyter/kernels/tcp-only/kernel.json")
-    hosts.run("pxa", setup, input=TCP_ONLY, check=True)
+    """The kernelspec `tcp-only` on pxa, for one test."""
+    remove = tcp_kernelspec(hosts, "tcp-only")
     yield
-    hosts.run("pxa", "rm -rf ~/tcp_only.py ~/.local/share/jupyter/kernels/tcp-only", check=True)
+    hosts.run("pxa", remove, check=True)
+
+
+@pytest.fixture
+def tcp_curve(hosts):
+    """The kernelspec `tcp-curve` on pxa, declaring CurveZMQ as ipykernel 7.4 does."""
+    remove = tcp_kernelspec(hosts, "tcp-curve", metadata={"supported_encryption": ["curve"]})
+    yield
+    hosts.run("pxa", remove, check=True)
+
+
+# On a host: a kernel_info_request to the shell port of the connection file on stdin,
+# from a socket of its own (a CURVE client of argv[2] when given); prints whether a
+# reply came within argv[1] seconds.
+ASK_ENGINE = """import json, sys, zmq
+from jupyter_client.session import Session
+info = json.load(sys.stdin)
+sock = zmq.Context.instance().socket(zmq.DEALER)
+sock.linger = 0
+if len(sys.argv) > 2:
+    sock.curve_serverkey = sys.argv[2].encode()
+    sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+sock.connect(f"tcp://127.0.0.1:{info['shell_port']}")
+Session(key=info["key"].encode()).send(sock, "kernel_info_request", {})
+print("reply" if sock.poll(int(float(sys.argv[1]) * 1000)) else "silent")
+"""
+
+
+def ask_engine_on(hosts, name, info: dict, timeout: float, serverkey: str | None = None) -> str:
+    argv = [VENV_PYTHON, "-c", ASK_ENGINE, str(timeout)] + ([serverkey] if serverkey else [])
+    return hosts.netns_exec(name, argv, input=json.dumps(info), check=True).stdout.strip()
 
 
 def listening(hosts, name, pid) -> list[str]:
@@ -447,9 +485,10 @@ def test_a_kernel_other_than_ipykernel_listens_on_the_hosts_loopback(kernel, hos
     e = int(m.group(4))
     msgs = ok(kc, f"%px --targets {e} import socket; print(socket.gethostname())")
     assert tagged_lines(msgs) == [("stdout", e, "pxa")]
-    ((pid, cmd),) = [(p, c) for p, c in hosts.processes("pxa") if "tcp_only.py" in c]
+    ((pid, cmd),) = [(p, c) for p, c in hosts.processes("pxa") if "tcp-only.py" in c]
     info = json.loads(Path(cmd.split(" -f ")[1].split()[0]).read_text())
     assert (info["transport"], info["ip"]) == ("tcp", "127.0.0.1"), info
+    assert "curve_secretkey" not in info, "a kernel that does not declare CurveZMQ gets no keys"
     # Its five ports, and ipykernel's own one for the output of forked processes: all
     # on the host's loopback.
     addrs = listening(hosts, "pxa", pid)
@@ -457,6 +496,28 @@ def test_a_kernel_other_than_ipykernel_listens_on_the_hosts_loopback(kernel, hos
     assert {f"127.0.0.1:{p}" for p in ports} <= set(addrs), (ports, addrs)
     assert all(a.startswith("127.0.0.1:") for a in addrs), addrs
     assert engines_table(kc)[e]["pid"] == str(pid)
+
+
+def test_a_kernel_on_the_hosts_loopback_that_declares_curve_gets_keys(kernel, hosts, tcp_curve):
+    # Any user of the host could connect to its loopback ports: a kernel that serves
+    # CurveZMQ gets keys, and pxkernel reaches it as a CURVE client through the forward.
+    km, kc = kernel
+    out = stdout_of(ok(kc, "%engines start --ssh pxa -n 1 --kernel tcp-curve", timeout=90))
+    m = STARTED.match(out)
+    assert m and m.group(2) == "tcp-curve", out
+    e = int(m.group(4))
+    msgs = ok(kc, f"%px --targets {e} import socket; print(socket.gethostname())")
+    assert tagged_lines(msgs) == [("stdout", e, "pxa")]
+    ((pid, cmd),) = [(p, c) for p, c in hosts.processes("pxa") if "tcp-curve.py" in c]
+    info = json.loads(Path(cmd.split(" -f ")[1].split()[0]).read_text())
+    assert (info["transport"], info["ip"]) == ("tcp", "127.0.0.1"), info
+    pub, sec = info.get("curve_publickey"), info.get("curve_secretkey")
+    assert isinstance(pub, str) and isinstance(sec, str) and len(pub) == len(sec) == 40, sorted(info)
+    # The kernel serves CURVE for real: on the host, a plain client gets nothing,
+    # a CURVE client with the public key its reply.
+    assert ask_engine_on(hosts, "pxa", info, 1.5) == "silent"
+    assert ask_engine_on(hosts, "pxa", info, 20, pub) == "reply"
+    assert tagged_lines(ok(kc, f"%px --targets {e} print(6 * 7)")) == [("stdout", e, "42")]
 
 
 def test_a_kernelspec_the_host_lacks_is_one_error_naming_those_it_has(kernel, hosts, tcp_only):

@@ -277,6 +277,17 @@ impl Sealer {
         Ok(())
     }
 
+    /// A sealer with this one's key and nonce count, for the fuzz entry points
+    /// only (they replay one handshake's boxes for every input): two sealers
+    /// that seal for one peer reuse nonces, which breaks the box.
+    pub(super) fn replica_for_fuzzing(&self) -> Sealer {
+        Sealer {
+            session: Arc::clone(&self.session),
+            prefix: self.prefix,
+            next: self.next,
+        }
+    }
+
     /// Seal every frame of plain ZMTP (as [`zmtp`] encodes it) into `out`.
     pub fn seal_encoded(&mut self, mut plain: &[u8], out: &mut Vec<u8>) -> Result<(), ZmtpError> {
         while !plain.is_empty() {
@@ -297,6 +308,16 @@ pub struct Opener {
 }
 
 impl Opener {
+    /// An opener with this one's key and last nonce, for the fuzz entry points
+    /// only (see [`Sealer::replica_for_fuzzing`]).
+    pub(super) fn replica_for_fuzzing(&self) -> Opener {
+        Opener {
+            session: Arc::clone(&self.session),
+            prefix: self.prefix,
+            last: self.last,
+        }
+    }
+
     /// Open a MESSAGE frame's body: its ZMTP flags ([`MORE`], [`COMMAND`]) and content.
     pub fn open(&mut self, mut frame: Vec<u8>) -> Result<(u8, Vec<u8>), ZmtpError> {
         if frame.len() < MESSAGE_OVERHEAD as usize || !frame.starts_with(b"\x07MESSAGE") {

@@ -82,33 +82,20 @@ pub fn serve_peer_bytes(bytes: &[u8], curve: bool) -> usize {
 /// multipart messages, limits) and not only the boxes it cannot forge.
 /// Returns how many messages and commands were read.
 pub fn read_sealed_frames(bytes: &[u8]) -> usize {
-    let client_keys = Arc::new(KeyPair::from_secret([9u8; curve::KEY_LEN]));
-    let Ok(mut client) = curve::Client::new(server_keys().public(), client_keys) else {
+    // A handshake costs several X25519 multiplications: made once, its two
+    // boxes start over, with fresh nonces, for each input.
+    let Some((sealer, opener)) = established_pair() else {
         return 0;
     };
-    let Ok(mut server) = curve::Server::new(server_keys()) else {
-        return 0;
-    };
-    let shaken = (|| {
-        let welcome = server.hello(&client.hello()?)?;
-        client.welcome(&welcome)?;
-        let initiate = client.initiate(&zmtp::properties("DEALER", None))?;
-        let (ready, server) =
-            server.initiate(&initiate, |_| Ok(zmtp::properties("ROUTER", None)))?;
-        Ok::<_, zmtp::ZmtpError>((client.ready(&ready)?, server))
-    })();
-    let Ok((mut client, server)) = shaken else {
-        return 0;
-    };
+    let (mut client, mut opener) = (sealer.replica_for_fuzzing(), opener.replica_for_fuzzing());
     let mut wire = Vec::new();
     for chunk in split_chunks(bytes) {
         // The first byte of a chunk is its ZMTP flags (MORE, COMMAND).
         let (flags, body) = chunk.split_first().unwrap_or((&0, &[]));
-        if client.sealer.seal_frame(*flags, body, &mut wire).is_err() {
+        if client.seal_frame(*flags, body, &mut wire).is_err() {
             break;
         }
     }
-    let mut opener = server.opener;
     runtime().block_on(async move {
         let mut rd = stream::reader(Cursor::new(wire));
         let mut read = 0;
@@ -120,6 +107,26 @@ pub fn read_sealed_frames(bytes: &[u8]) -> usize {
         }
         read
     })
+}
+
+/// A client's sealer and a server's opener after one CURVE handshake between
+/// them, made on first use.
+fn established_pair() -> Option<&'static (curve::Sealer, curve::Opener)> {
+    static PAIR: OnceLock<Option<(curve::Sealer, curve::Opener)>> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let client_keys = Arc::new(KeyPair::from_secret([9u8; curve::KEY_LEN]));
+        let mut client = curve::Client::new(server_keys().public(), client_keys).ok()?;
+        let mut server = curve::Server::new(server_keys()).ok()?;
+        let welcome = server.hello(&client.hello().ok()?).ok()?;
+        client.welcome(&welcome).ok()?;
+        let initiate = client.initiate(&zmtp::properties("DEALER", None)).ok()?;
+        let (ready, server) = server
+            .initiate(&initiate, |_| Ok(zmtp::properties("ROUTER", None)))
+            .ok()?;
+        let client = client.ready(&ready).ok()?;
+        Some((client.sealer, server.opener))
+    })
+    .as_ref()
 }
 
 fn split_chunks(bytes: &[u8]) -> Vec<&[u8]> {
