@@ -477,17 +477,24 @@ def listening(hosts, name, pid) -> list[str]:
     return sorted(ln.split()[3] for ln in out.splitlines() if f"pid={pid}," in ln)
 
 
-def test_a_kernel_other_than_ipykernel_listens_on_the_hosts_loopback(kernel, hosts, tcp_only):
-    km, kc = kernel
-    out = stdout_of(ok(kc, "%engines start --ssh pxa -n 1 --kernel tcp-only", timeout=90))
+def start_tcp_engine(kc, hosts, name: str) -> tuple[int, int, dict]:
+    """Start one engine of kernelspec name (a TCP_ONLY one) on pxa and check it runs
+    there, on loopback TCP; its id, its pid on the host and its connection file."""
+    out = stdout_of(ok(kc, f"%engines start --ssh pxa -n 1 --kernel {name}", timeout=90))
     m = STARTED.match(out)
-    assert m and m.group(2) == "tcp-only", out
+    assert m and m.group(2) == name, out
     e = int(m.group(4))
     msgs = ok(kc, f"%px --targets {e} import socket; print(socket.gethostname())")
     assert tagged_lines(msgs) == [("stdout", e, "pxa")]
-    ((pid, cmd),) = [(p, c) for p, c in hosts.processes("pxa") if "tcp-only.py" in c]
+    ((pid, cmd),) = [(p, c) for p, c in hosts.processes("pxa") if f"{name}.py" in c]
     info = json.loads(Path(cmd.split(" -f ")[1].split()[0]).read_text())
     assert (info["transport"], info["ip"]) == ("tcp", "127.0.0.1"), info
+    return e, pid, info
+
+
+def test_a_kernel_other_than_ipykernel_listens_on_the_hosts_loopback(kernel, hosts, tcp_only):
+    km, kc = kernel
+    e, pid, info = start_tcp_engine(kc, hosts, "tcp-only")
     assert "curve_secretkey" not in info, "a kernel that does not declare CurveZMQ gets no keys"
     # Its five ports, and ipykernel's own one for the output of forked processes: all
     # on the host's loopback.
@@ -502,15 +509,7 @@ def test_a_kernel_on_the_hosts_loopback_that_declares_curve_gets_keys(kernel, ho
     # Any user of the host could connect to its loopback ports: a kernel that serves
     # CurveZMQ gets keys, and pxkernel reaches it as a CURVE client through the forward.
     km, kc = kernel
-    out = stdout_of(ok(kc, "%engines start --ssh pxa -n 1 --kernel tcp-curve", timeout=90))
-    m = STARTED.match(out)
-    assert m and m.group(2) == "tcp-curve", out
-    e = int(m.group(4))
-    msgs = ok(kc, f"%px --targets {e} import socket; print(socket.gethostname())")
-    assert tagged_lines(msgs) == [("stdout", e, "pxa")]
-    ((pid, cmd),) = [(p, c) for p, c in hosts.processes("pxa") if "tcp-curve.py" in c]
-    info = json.loads(Path(cmd.split(" -f ")[1].split()[0]).read_text())
-    assert (info["transport"], info["ip"]) == ("tcp", "127.0.0.1"), info
+    e, _, info = start_tcp_engine(kc, hosts, "tcp-curve")
     pub, sec = info.get("curve_publickey"), info.get("curve_secretkey")
     assert isinstance(pub, str) and isinstance(sec, str) and len(pub) == len(sec) == 40, sorted(info)
     # The kernel serves CURVE for real: on the host, a plain client gets nothing,
